@@ -1,0 +1,8 @@
+"""Tornado handlers for ``c.JupyterHub.extra_handlers`` (added by ``jupyterhub_ext.setup``)."""
+
+from __future__ import annotations
+
+
+def default_handlers() -> list[tuple]:
+    """Every route we serve, relative to the hub prefix (/hub)."""
+    return []
