@@ -52,7 +52,9 @@ def client(pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any) -> docker.APIClien
         return c
 
 
-async def run(fn: Callable[..., T], *args: Any, pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any) -> T:
+async def run(
+    fn: Callable[..., T], *args: Any, pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any
+) -> T:
     """Run a blocking call in the shared pool without blocking the event loop."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(executor(pool_size), lambda: fn(*args, **kwargs))

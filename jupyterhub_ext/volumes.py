@@ -177,8 +177,7 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
         norm = posixpath.normpath(mount)
         if norm in seen_mounts:
             raise VolumeSetError(
-                f"{where}: mount path {norm!r} is already used by "
-                f"volume_set[{seen_mounts[norm]!r}]"
+                f"{where}: mount path {norm!r} is already used by volume_set[{seen_mounts[norm]!r}]"
             )
         seen_mounts[norm] = key
         resettable = entry.get("resettable", scope == "user")

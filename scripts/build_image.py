@@ -88,8 +88,16 @@ def ensure_wheels(requirements: list[Path]) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     # resolve for the image's Python (Debian's 3.11.2), not the host's
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest),
-        "--python-version", IMAGE_PYTHON, "--only-binary=:all:",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--dest",
+        str(dest),
+        "--python-version",
+        IMAGE_PYTHON,
+        "--only-binary=:all:",
     ]
     for req in requirements:
         cmd += ["-r", str(req)]

@@ -97,9 +97,7 @@ class Hub:
         self.token = secrets.token_hex(16)
         self.config_file = self.workdir / "jupyterhub_config.py"
         self.log_file = self.workdir / "jupyterhub.log"
-        self.config_file.write_text(
-            self._config(config, authenticator, spawner_class, setup)
-        )
+        self.config_file.write_text(self._config(config, authenticator, spawner_class, setup))
         self.proc: subprocess.Popen | None = None
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {self.token}"

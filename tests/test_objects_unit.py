@@ -6,7 +6,10 @@ from jupyterhub_ext.objects import merge_fragments, normalize_binds
 
 
 def test_lists_concatenate_and_dicts_merge():
-    ours = {"device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])], "privileged": False}
+    ours = {
+        "device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])],
+        "privileged": False,
+    }
     admin = {
         "device_requests": [DeviceRequest(device_ids=["3"], capabilities=[["gpu"]])],
         "log_config": {"type": "json-file", "config": {"max-size": "10m"}},

@@ -58,7 +58,9 @@ def test_bad_entry_is_refused_with_its_key(entry, message):
 
 
 def test_two_volumes_on_one_mount_path():
-    with pytest.raises(VolumeSetError, match=r"volume_set\['b'\].*already used by volume_set\['a'\]"):
+    with pytest.raises(
+        VolumeSetError, match=r"volume_set\['b'\].*already used by volume_set\['a'\]"
+    ):
         parse_volume_set(
             {
                 "a": {"name": "a-{username}", "mount": "/home/jovyan"},
