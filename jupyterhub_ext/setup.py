@@ -1,4 +1,8 @@
-"""What ``jupyterhub_ext.setup(c)`` does to a hub's configuration."""
+"""What ``jupyterhub_ext.setup(c)`` does to a hub's configuration.
+
+Each feature that needs hub-level config (routes, scopes, roles, groups,
+services) adds itself to ``apply`` here, so an admin calls one function.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,14 @@ from typing import Any
 
 from traitlets.config import LazyConfigValue
 
-from . import template_path
+from . import scopes, template_path
 from .handlers import default_handlers
 from .volumes import parse_volume_set
 
 SPAWNER_SECTIONS = ("ExtDockerSpawner",)
 
 
-def _configured(c: Any, section: str, name: str, default: Any = None) -> Any:
+def configured(c: Any, section: str, name: str, default: Any = None) -> Any:
     """A value set in config, without creating traitlets' lazy placeholders."""
     sub = c[section] if section in c else {}
     value = sub[name] if name in sub else default
@@ -24,16 +28,21 @@ def _configured(c: Any, section: str, name: str, default: Any = None) -> Any:
 
 
 def apply(c: Any) -> None:
-    """Register templates and handlers, and validate our config at hub start."""
-    paths = list(_configured(c, "JupyterHub", "template_paths", []))
+    """Register templates, handlers, scopes and roles; validate our config now."""
+    paths = list(configured(c, "JupyterHub", "template_paths", []))
     if template_path() not in paths:
         c.JupyterHub.template_paths = [template_path(), *paths]
 
-    existing = list(_configured(c, "JupyterHub", "extra_handlers", []))
+    existing = list(configured(c, "JupyterHub", "extra_handlers", []))
     routes = {h[0] for h in existing}
     c.JupyterHub.extra_handlers = existing + [h for h in default_handlers() if h[0] not in routes]
 
+    scopes.configure(
+        c,
+        admin_users=set(configured(c, "Authenticator", "admin_users", set())),
+    )
+
     for section in SPAWNER_SECTIONS:
-        raw = _configured(c, section, "volume_set")
+        raw = configured(c, section, "volume_set")
         if raw is not None:
             parse_volume_set(raw)
