@@ -1,0 +1,30 @@
+"""The example config is loaded into a real JupyterHub application and accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyterhub.app import JupyterHub
+
+import jupyterhub_ext
+from jupyterhub_ext.spawner import ExtDockerSpawner
+from jupyterhub_ext.volumes import parse_volume_set
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(tmp_path: Path, monkeypatch) -> JupyterHub:
+    monkeypatch.chdir(tmp_path)
+    app = JupyterHub()
+    app.load_config_file(str(ROOT / "jupyterhub_config.example.py"))
+    return app
+
+
+def test_example_config_is_accepted(tmp_path, monkeypatch):
+    app = load(tmp_path, monkeypatch)
+    assert app.spawner_class is ExtDockerSpawner
+    assert jupyterhub_ext.template_path() in app.template_paths
+    specs = parse_volume_set(app.config.ExtDockerSpawner.volume_set)
+    assert [v.key for v in specs][:2] == ["home", "cache"]
+    assert app.config.ExtDockerSpawner.network_name == "host"
+    assert "custom:jupyterhub-ext:manage-volumes" in app.custom_scopes
