@@ -6,6 +6,8 @@ import os
 
 import jupyterhub_ext
 
+c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
+
 # --- The hub ---------------------------------------------------------------
 c.JupyterHub.bind_url = os.environ.get("JUPYTERHUB_BIND_URL", "http://127.0.0.1:8000")
 c.JupyterHub.hub_ip = os.environ.get("JUPYTERHUB_HUB_IP", "127.0.0.1")
