@@ -17,11 +17,13 @@ c.JupyterHub.cookie_secret_file = os.environ.get(
 )
 c.JupyterHub.cleanup_servers = False  # servers keep running across hub restarts
 
-# Login: the demo accepts any password. In production use NativeAuthenticator or
-# OAuth (see docs/auth.md).
-c.JupyterHub.authenticator_class = os.environ.get("JUPYTERHUB_AUTHENTICATOR", "dummy")
+# Login: NativeAuthenticator (pip install jupyterhub-nativeauthenticator): people
+# sign up at /hub/signup and an admin authorizes them at /hub/authorize.
+# The demo (scripts/demo.sh) sets JUPYTERHUB_AUTHENTICATOR=dummy: any password.
+# OAuth recipes (GitHub, Google, GitLab, generic) are in the docs.
+c.JupyterHub.authenticator_class = os.environ.get("JUPYTERHUB_AUTHENTICATOR", "native")
 c.Authenticator.admin_users = {"admin"}
-c.Authenticator.allow_all = True
+c.Authenticator.allow_all = True  # everyone who can log in may use the hub
 
 # --- The spawner: every user in a Docker container ---------------------------
 c.JupyterHub.spawner_class = "ext-docker"  # jupyterhub_ext.spawner.ExtDockerSpawner
