@@ -85,7 +85,7 @@ def run(ns: list[int], reps: int) -> list[Comparison]:
                     f_ours.samples.append(spawn_round(ours, users))
                 target = 0.6 if n == 8 else (1.05 if n == 1 else None)
                 out.append(
-                    Comparison(f"{n} concurrent spawn(s), wall to all ready", f_ours, f_plain, target)
+                    Comparison(f"{n} concurrent spawn(s) to all ready", f_ours, f_plain, target)
                 )
             pair = ["pair0", "pair1"]
             f_at_once = Figure("2 at once", "s")
@@ -93,9 +93,7 @@ def run(ns: list[int], reps: int) -> list[Comparison]:
             for _ in range(reps):
                 f_in_row.samples.append(sequential_round(ours, pair))
                 f_at_once.samples.append(spawn_round(ours, pair))
-            out.append(
-                Comparison("ours: 2 spawns at once vs 2 in a row", f_at_once, f_in_row, 0.8)
-            )
+            out.append(Comparison("ours: 2 spawns at once vs 2 in a row", f_at_once, f_in_row, 0.8))
         finally:
             ours.stop()
             plain.stop()
