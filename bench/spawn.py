@@ -101,6 +101,18 @@ def run(ns: list[int], reps: int) -> list[Comparison]:
     return out
 
 
+def section(quick: bool) -> str:
+    ns, reps = ([1, 2], 1) if quick else ([1, 4, 8], 3)
+    rows = "\n".join(c.markdown_row() for c in run(ns, reps))
+    return (
+        "## Spawns: ExtDockerSpawner vs plain DockerSpawner\n\n"
+        "N users start at once through the REST API; wall time until all are ready. "
+        "Baseline: DockerSpawner 14 with only host-network support added "
+        "(`bench/baseline.py`), same image, same hub settings.\n\n"
+        f"{TABLE_HEAD}\n{rows}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
