@@ -131,6 +131,9 @@ def build() -> tuple[str, str]:
                 buildargs={"BASE": base},
                 rm=True,
                 decode=True,
+                # RUN steps need no network (wheels are local); host mode
+                # also works on engines started without a default bridge
+                network_mode="host",
             ):
                 if "error" in chunk:
                     raise RuntimeError(f"docker build failed: {chunk['error']}")
