@@ -207,33 +207,39 @@ class StorageMixin(HasTraits):
                 audit("jupyterhub", "delete-volumes", target, "kept", volumes=wanted)
             return
 
-        removed: list[str] = []
-        absent: list[str] = []
-        refused: dict[str, str] = {}
+        outcomes: dict[str, dict[str, str]] = {
+            "removed": {},
+            "absent": {},
+            "not-owned": {},
+            "failed": {},
+        }
         async with user_lock(self.user.id):
-            await self._remove_stopped_container()
+            try:
+                await self._remove_stopped_container()
+            except docker.errors.APIError as e:
+                # the volume removal below then reports the volumes in use
+                self.log.error("Could not remove the container of %s: %s", target, e)
             for name in wanted:
-                outcome = await self._remove_owned_volume(name)
-                if outcome == "removed":
-                    removed.append(name)
-                elif outcome == "absent":
-                    absent.append(name)
-                else:
-                    refused[name] = outcome
+                outcome, reason = await self._remove_owned_volume(name)
+                outcomes[outcome][name] = reason
+        removed = list(outcomes["removed"])
         self.log.info(
-            "Deleted %s: removed volumes [%s]%s%s",
+            "Deleted %s %s: removed volumes [%s]%s%s%s",
+            "user" if whole_user else "server",
             target,
             ", ".join(removed),
-            f", already gone [{', '.join(absent)}]" if absent else "",
-            f", NOT removed {refused}" if refused else "",
+            f"; already gone [{', '.join(outcomes['absent'])}]" if outcomes["absent"] else "",
+            f"; kept, not theirs: {outcomes['not-owned']}" if outcomes["not-owned"] else "",
+            f"; FAILED: {outcomes['failed']}" if outcomes["failed"] else "",
         )
         audit(
             "jupyterhub",
             "delete-volumes",
             target,
-            "failed" if refused else "ok",
+            "failed" if outcomes["failed"] else "ok",
             removed=removed,
-            not_removed=refused,
+            kept_not_owned=sorted(outcomes["not-owned"]),
+            failed=outcomes["failed"],
         )
 
     async def _remove_stopped_container(self: ExtDockerSpawner) -> None:
@@ -259,14 +265,15 @@ class StorageMixin(HasTraits):
             if e.status_code not in (404, 409):  # gone, or removal already in progress
                 raise
 
-    async def _remove_owned_volume(self: ExtDockerSpawner, name: str) -> str:
-        """'removed', 'absent', or why the volume was left alone."""
+    async def _remove_owned_volume(self: ExtDockerSpawner, name: str) -> tuple[str, str]:
+        """(outcome, reason): removed, absent, not-owned or failed."""
         try:
             info = await self.docker("inspect_volume", name)
         except docker.errors.NotFound:
-            return "absent"
+            return "absent", ""
         owner = (info.get("Labels") or {}).get(LABEL_OWNER_ID)
         if owner != str(self.user.id):
+            # same name, other owner (or made by hand): not ours to delete
             self.log.warning(
                 "Not removing volume %s: its owner-id label is %r, not %s's id %s",
                 name,
@@ -274,17 +281,17 @@ class StorageMixin(HasTraits):
                 self.user.name,
                 self.user.id,
             )
-            return f"owner-id label {owner!r} is not {self.user.id}"
+            return "not-owned", f"owner-id label {owner!r}"
         deadline = time.monotonic() + IN_USE_GRACE_SECONDS
         while True:
             try:
                 await self.docker("remove_volume", name)
-                return "removed"
+                return "removed", ""
             except docker.errors.NotFound:
-                return "absent"
+                return "absent", ""
             except docker.errors.APIError as e:
                 # 409: still in use, e.g. by a container Docker is auto-removing
                 if e.status_code != 409 or time.monotonic() > deadline:
                     self.log.error("Could not remove volume %s: %s", name, e.explanation or e)
-                    return f"docker refused: {e.explanation or e}"
+                    return "failed", str(e.explanation or e)
             await asyncio.sleep(0.5)
