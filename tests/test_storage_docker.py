@@ -135,10 +135,22 @@ def test_shared_volumes_with_driver_options_across_users(
     device_file.write_text(f"{ref_dir}\n")
 
     prefix = f"{run_prefix}-{secrets.token_hex(2)}"
+    # made earlier with other options: Docker keeps them, the admin is told
+    docker_client.volumes.create(f"{prefix}-legacy", driver="local")
     hub = make_hub(
         volume_set(
             {
                 "home": {"name": f"{prefix}-{{username}}-home", "mount": "/home/jovyan"},
+                "legacy": {
+                    "name": f"{prefix}-legacy",
+                    "mount": "/srv/legacy",
+                    "scope": "shared",
+                    "driver_opts": {
+                        "type": "none",
+                        "o": "bind",
+                        "device": "${env:JHEXT_TEST_TEAM_DEVICE}",
+                    },
+                },
                 "team": {
                     "name": f"{prefix}-team",
                     "mount": "/srv/team",
@@ -195,6 +207,8 @@ def test_shared_volumes_with_driver_options_across_users(
     log = hub.log_text()
     assert log.count(f"Created volume {prefix}-team ") == 1
     assert log.count(f"Created volume {prefix}-reference ") == 1
+    # once per hub, naming the options but not their values
+    assert log.count(f"Volume {prefix}-legacy exists with other settings (device, o, type)") == 1
     team = docker_client.volumes.get(f"{prefix}-team")
     assert team.attrs["Options"]["device"] == str(team_dir)  # resolved at creation
     assert team.attrs["Labels"]["jupyterhub-ext.scope"] == "shared"
