@@ -84,6 +84,13 @@ def test_union_archive_higher_priority_copy_wins_and_is_read_only(
     assert (old / "osiris-rex" / "calibration.csv").read_text() == "version 1 (superseded)\n"
     assert sorted(p.name for p in new.iterdir()) == ["osiris-rex"]
 
+    # another user sees the same tree, from the same volume
+    hub.spawn("grace")
+    cg = hub.container("grace")
+    code, out = run_in(cg, "cat /srv/archive/osiris-rex/calibration.csv /srv/archive/pds3.txt")
+    assert (code, out.split()) == (0, ["version", "2", "(new)", "pds3"])
+    assert mounts(cg)["/srv/archive"]["Name"] == mounts(c)["/srv/archive"]["Name"]
+
     m = mounts(c)["/srv/archive"]
     assert m["Type"] == "volume" and m["RW"] is False
     assert m["Name"].startswith(f"{prefix}-archive-")
