@@ -57,5 +57,33 @@ c.ExtDockerSpawner.volume_set = {
     },
 }
 
+# --- Shared and archive storage (docs/features/storage.md) --------------------
+# Network shares and a read-only union archive are entries of the volume set.
+# A secret in driver options is a placeholder, ${env:NAME} or ${file:/path},
+# resolved only when the volume is created; never logged or shown.
+# c.ExtDockerSpawner.volume_set["nas"] = {
+#     "name": "jupyterhub-nas-projects",
+#     "mount": "/srv/projects",
+#     "description": "Project share on the department NAS.",
+#     "scope": "shared",  # one volume for everybody; never resettable
+#     "driver_opts": {
+#         "type": "cifs",
+#         "device": "//nas.example.org/projects",
+#         "o": "addr=nas.example.org,vers=3.0,uid=1000,gid=100,"
+#         "username=lab,password=${env:NAS_PASSWORD}",
+#     },
+# }
+# One read-only tree from several host directories; for a path present in
+# several, the copy in the first directory listed wins. Missing directories
+# stop the hub at start.
+# c.ExtDockerSpawner.volume_set["archive"] = {
+#     "mount": "/srv/archive",
+#     "description": "The archive, newest copy of every dataset (read-only).",
+#     "union": ["/mnt/archive/updates", "/mnt/archive/main"],
+# }
+# Deleting a user (or a named server) in JupyterHub removes their own volumes.
+# Off by default: it deletes their data for good. Shared volumes: never.
+c.ExtDockerSpawner.remove_volumes_on_delete = False
+
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

@@ -12,6 +12,7 @@ from traitlets.config import LazyConfigValue
 
 from . import scopes, template_path
 from .handlers import default_handlers
+from .storage import check_at_hub_start
 from .volumes import parse_volume_set
 
 SPAWNER_SECTIONS = ("ExtDockerSpawner",)
@@ -45,4 +46,5 @@ def apply(c: Any) -> None:
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")
         if raw is not None:
-            parse_volume_set(raw)
+            # archive directories and secret sources too, not only the syntax
+            check_at_hub_start(parse_volume_set(raw))

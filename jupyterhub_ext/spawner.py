@@ -19,7 +19,8 @@ from traitlets import Dict, Int, List, Unicode, Union, default, validate
 
 from . import dockerpool, netutil, objects
 from .locks import user_lock
-from .volumes import VolumeSetError, VolumeSpec, parse_volume_set, volume_labels
+from .storage import StorageMixin
+from .volumes import VolumeSetError, VolumeSpec, parse_volume_set
 
 DEFAULT_VOLUME_SET = {
     "home": {
@@ -31,7 +32,7 @@ DEFAULT_VOLUME_SET = {
 }
 
 
-class ExtDockerSpawner(DockerSpawner):
+class ExtDockerSpawner(StorageMixin, DockerSpawner):
     """A DockerSpawner for lab and department hubs.
 
     Adds declared per-user volume sets (created with owner labels), working
@@ -54,11 +55,19 @@ class ExtDockerSpawner(DockerSpawner):
         - ``description``: shown to users in the Manage volumes dialog.
         - ``resettable``: whether the owner may reset (wipe) it.
           Default true for per-user volumes; never for shared ones.
-        - ``scope``: ``user`` (default, one volume per user) or ``shared``
-          (one volume for everyone).
+        - ``scope``: ``user`` (default, one volume per user), ``shared``
+          (one volume for everyone) or ``archive`` (implied by ``union``).
         - ``read_only``: mount read-only (default false).
         - ``driver`` / ``driver_opts``: Docker volume driver and options used
-          when the volume is created (default driver ``local``).
+          when the volume is created (default driver ``local``), e.g. the
+          local driver's ``type=nfs|cifs``, ``o``, ``device``. Put secrets in
+          as ``${env:NAME}`` or ``${file:/path}``: resolved only when the
+          volume is created, never logged or shown.
+        - ``union``: host directories, highest priority first, shown as one
+          read-only tree (an overlay volume; the first directory's copy of a
+          path wins). Makes an ``archive``: read-only, never resettable;
+          ``name`` defaults to ``jupyterhub-archive-<key>`` (a digest of the
+          list is appended). Missing directories stop the hub at start.
 
         Volumes are created when missing, labelled with the owner's hub user
         id and name, the key and the description. An invalid set (two volumes
@@ -140,29 +149,13 @@ class ExtDockerSpawner(DockerSpawner):
         return {s.key: s.render_name(ns) for s in self.volume_specs}
 
     async def ensure_volumes(self) -> None:
-        """Create missing volumes of the set, with their labels."""
+        """Create missing volumes of the set, with their labels.
+
+        Each one through StorageMixin.ensure_volume (storage.py), which
+        resolves secret driver options only at creation.
+        """
         names = self.volume_names()
-
-        async def ensure(spec: VolumeSpec) -> None:
-            name = names[spec.key]
-            try:
-                await self.docker("inspect_volume", name)
-                return
-            except docker.errors.NotFound:
-                pass
-            labels = volume_labels(
-                spec, owner_id=self.user.id, owner_name=self.user.name, server_name=self.name
-            )
-            await self.docker(
-                "create_volume",
-                name=name,
-                driver=spec.driver,
-                driver_opts=dict(spec.driver_opts) or None,
-                labels=labels,
-            )
-            self.log.info("Created volume %s (%s) for %s", name, spec.key, self._log_name)
-
-        await asyncio.gather(*(ensure(s) for s in self.volume_specs))
+        await asyncio.gather(*(self.ensure_volume(s, names[s.key]) for s in self.volume_specs))
 
     # -- engine objects -----------------------------------------------------
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import archive, secretopts
+
 LABEL_PREFIX = "jupyterhub-ext."
 LABEL_MANAGED = LABEL_PREFIX + "managed"
 LABEL_KEY = LABEL_PREFIX + "volume-key"
@@ -27,7 +29,9 @@ USER_FIELDS = ("{username}", "{safe_username}")
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # Docker's own rule for volume names
 _DOCKER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_SCOPES = ("user", "shared")
+_SCOPES = ("user", "shared", "archive")
+# The Docker name of an archive volume when the admin gives none.
+DEFAULT_ARCHIVE_NAME = "jupyterhub-archive-{key}"
 _KNOWN_FIELDS = {
     "key",
     "name",
@@ -38,6 +42,7 @@ _KNOWN_FIELDS = {
     "read_only",
     "driver",
     "driver_opts",
+    "union",
 }
 # A namespace with every field DockerSpawner offers, used to check templates.
 _SAMPLE_NS = {
@@ -66,14 +71,29 @@ class VolumeSpec:
     read_only: bool = False
     driver: str = "local"
     driver_opts: Mapping[str, str] = field(default_factory=dict)
+    # archive volumes: host directories, highest priority first
+    union: tuple[str, ...] = ()
 
     @property
     def per_user(self) -> bool:
         return self.scope == "user"
 
+    @property
+    def per_server(self) -> bool:
+        """Each named server has its own copy (the name contains ``{servername}``)."""
+        return self.per_user and "servername" in _template_fields(self.name)
+
+    @property
+    def is_archive(self) -> bool:
+        return self.scope == "archive"
+
     def render_name(self, namespace: Mapping[str, str]) -> str:
         """The Docker volume name for one spawner's template namespace."""
-        return self.name.format(**namespace)
+        name = self.name.format(**namespace)
+        if self.is_archive:
+            # a new directory list must give a new volume: Docker keeps old options
+            name = f"{name}-{archive.digest(self.driver_opts)}"
+        return name
 
     def public(self) -> dict[str, Any]:
         """What may be shown to a user: never driver options (they hold secrets)."""
@@ -136,12 +156,16 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
             raise VolumeSetError(
                 f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_KNOWN_FIELDS)}"
             )
+        scope = entry.get("scope", "archive" if "union" in entry else "user")
+        if scope not in _SCOPES:
+            raise VolumeSetError(f"{where}: scope must be one of {_SCOPES}, got {scope!r}")
+        if "union" in entry and scope != "archive":
+            raise VolumeSetError(f"{where}: 'union' makes an archive; drop scope {scope!r}")
+        if scope == "archive":
+            entry = _archive_entry(where, key, entry)
         for required in ("name", "mount"):
             if not isinstance(entry.get(required), str) or not entry[required]:
                 raise VolumeSetError(f"{where}: {required!r} is required (a string)")
-        scope = entry.get("scope", "user")
-        if scope not in _SCOPES:
-            raise VolumeSetError(f"{where}: scope must be one of {_SCOPES}, got {scope!r}")
         name = entry["name"]
         fields = _template_fields(name)
         unknown_fields = fields - set(_SAMPLE_NS)
@@ -161,9 +185,9 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
                 f"{where}: per-user name template {name!r} must contain {{username}}, "
                 "or every user would share one volume (use scope='shared' for that)"
             )
-        if scope == "shared" and fields & {"username", "safe_username", "raw_username"}:
+        if scope != "user" and fields & {"username", "safe_username", "raw_username"}:
             raise VolumeSetError(
-                f"{where}: a shared volume's name {name!r} must not depend on the user"
+                f"{where}: a {scope} volume's name {name!r} must not depend on the user"
             )
         rendered = name.format(**_SAMPLE_NS)
         if not _DOCKER_NAME_RE.match(rendered):
@@ -181,8 +205,8 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
             )
         seen_mounts[norm] = key
         resettable = entry.get("resettable", scope == "user")
-        if scope == "shared" and resettable:
-            raise VolumeSetError(f"{where}: shared volumes cannot be resettable by users")
+        if scope != "user" and resettable:
+            raise VolumeSetError(f"{where}: {scope} volumes cannot be resettable by users")
         for flag in ("resettable", "read_only"):
             if flag in entry and not isinstance(entry[flag], bool):
                 raise VolumeSetError(f"{where}: {flag!r} must be true or false")
@@ -191,6 +215,11 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
             isinstance(k, str) and isinstance(v, str) for k, v in driver_opts.items()
         ):
             raise VolumeSetError(f"{where}: driver_opts must map strings to strings")
+        for opt, value in driver_opts.items():
+            try:
+                secretopts.references(value)
+            except secretopts.SecretError as e:
+                raise VolumeSetError(f"{where}: driver_opts[{opt!r}]: {e}") from None
         specs.append(
             VolumeSpec(
                 key=key,
@@ -202,9 +231,43 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
                 read_only=bool(entry.get("read_only", False)),
                 driver=str(entry.get("driver", "local")),
                 driver_opts=dict(driver_opts),
+                union=tuple(entry.get("union", ())),
             )
         )
     return specs
+
+
+def _archive_entry(where: str, key: str, entry: dict) -> dict:
+    """Check an archive (union) entry and fill in what it implies."""
+    if "union" not in entry:
+        raise VolumeSetError(
+            f"{where}: scope 'archive' needs 'union': a list of host directories, "
+            "highest priority first"
+        )
+    for name, allowed in (("read_only", True), ("resettable", False)):
+        if name in entry and entry[name] is not allowed:
+            raise VolumeSetError(
+                f"{where}: an archive is always read-only and never resettable; drop {name!r}"
+            )
+    for name in ("driver", "driver_opts"):
+        if name in entry:
+            raise VolumeSetError(
+                f"{where}: {name!r} is set by the union; for a network share "
+                "use scope 'shared' with driver_opts instead"
+            )
+    try:
+        dirs = archive.parse_directories(entry["union"])
+    except archive.ArchiveError as e:
+        raise VolumeSetError(f"{where}: {e}") from None
+    return {
+        **entry,
+        "name": entry.get("name", DEFAULT_ARCHIVE_NAME.format(key=key)),
+        "union": dirs,
+        "read_only": True,
+        "resettable": False,
+        "driver": "local",
+        "driver_opts": archive.driver_opts(dirs),
+    }
 
 
 def volume_labels(
@@ -224,6 +287,6 @@ def volume_labels(
     if spec.per_user:
         labels[LABEL_OWNER_ID] = str(owner_id)
         labels[LABEL_OWNER_NAME] = owner_name or ""
-        if "{servername}" in spec.name:
+        if spec.per_server:
             labels[LABEL_SERVER_NAME] = server_name
     return labels

@@ -28,3 +28,5 @@ def test_example_config_is_accepted(tmp_path, monkeypatch):
     assert [v.key for v in specs][:2] == ["home", "cache"]
     assert app.config.ExtDockerSpawner.network_name == "host"
     assert "custom:jupyterhub-ext:manage-volumes" in app.custom_scopes
+    # clean-up on delete loses data: the example keeps it off, explicitly
+    assert app.config.ExtDockerSpawner.remove_volumes_on_delete is False
