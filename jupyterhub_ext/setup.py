@@ -10,7 +10,7 @@ from typing import Any
 
 from traitlets.config import LazyConfigValue
 
-from . import scopes, template_path
+from . import broadcast, scopes, template_path
 from .handlers import default_handlers
 from .volumes import parse_volume_set
 
@@ -41,6 +41,10 @@ def apply(c: Any) -> None:
         c,
         admin_users=set(configured(c, "Authenticator", "admin_users", set())),
     )
+
+    # notification broadcast: its delivery service, and its settings checked now
+    notifications = broadcast.NotificationsConfig(config=c)
+    broadcast.configure(c, service_name=notifications.service_name)
 
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")
