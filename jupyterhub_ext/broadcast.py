@@ -79,7 +79,8 @@ class NotificationsConfig(Configurable):
         help="""
         Name of the hub-managed service that delivers notifications.
         ``jupyterhub_ext.setup(c)`` registers it with a role holding only
-        ``access:servers``; it has no permanent token.
+        ``access:servers`` (and reading its own name); it has no permanent
+        token: the hub issues it one per broadcast and deletes it after.
         """,
     ).tag(config=True)
 
@@ -221,7 +222,10 @@ def configure(c: Any, *, service_name: str) -> None:
             {
                 "name": SERVICE_ROLE,
                 "description": "Deliver broadcast notifications to single-user servers",
-                "scopes": ["access:servers"],
+                # access:servers is the permission; reading its own name is
+                # the identity every token carries (without it the hub warns
+                # about a discarded scope on each use of the token)
+                "scopes": ["access:servers", f"read:services:name!service={service_name}"],
                 "services": [service_name],
             }
         )
