@@ -17,7 +17,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +154,7 @@ async def deliver(
     concurrency: int = 20,
     per_server_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
+    on_result: Callable[[Delivery], None] | None = None,
 ) -> list[Delivery]:
     """POST ``payload`` to every target's ingest URL; one result per target, in order.
 
@@ -161,6 +162,8 @@ async def deliver(
     seconds (connect and answer). The whole call takes about
     ``ceil(len(targets) / concurrency)`` rounds of the slowest answers, and a
     target that never answers costs exactly its own timeout.
+
+    ``on_result`` (optional) is called with each result as soon as it is known.
     """
     targets = list(targets)
     if not targets:
@@ -190,6 +193,8 @@ async def deliver(
             f" ({result.error})" if result.error else "",
             result.seconds,
         )
+        if on_result is not None:
+            on_result(result)
         return result
 
     try:
