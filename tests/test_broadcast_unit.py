@@ -167,3 +167,16 @@ def test_cli_entry_point_is_declared():
     module, _, func = target.partition(":")
     mod = __import__(module, fromlist=[func])
     assert callable(getattr(mod, func))
+
+
+def test_example_config_sets_up_notifications(tmp_path, monkeypatch):
+    from jupyterhub.app import JupyterHub
+
+    monkeypatch.chdir(tmp_path)
+    app = JupyterHub()
+    app.load_config_file(str(ROOT / "jupyterhub_config.example.py"))
+    cfg = NotificationsConfig(config=app.config)
+    assert (cfg.max_length, cfg.concurrency, cfg.timeout) == (140, 20, 10)
+    assert cfg.history_path.endswith(".jsonl")
+    assert "jupyterhub-ext-notifier" in [s["name"] for s in app.services]
+    assert "custom:jupyterhub-ext:broadcast" in app.custom_scopes

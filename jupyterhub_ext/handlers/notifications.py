@@ -177,7 +177,10 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
             id=broadcast_id,
             variant=req.variant,
             message=req.message,
-            failed=[f"{d['username']}/{d['server']}" for d in entry["failures"]],
+            failed=[
+                f"{d['username']}/{d['server']}" if d["server"] else d["username"]
+                for d in entry["failures"]
+            ],
         )
         self.finish(
             {
