@@ -96,6 +96,11 @@ class NotificationsConfig(Configurable):
         return int(math.ceil(rounds * self.timeout)) + 30
 
 
+def token_scopes(servers: list[tuple[str, str]]) -> list[str]:
+    """Scopes of a broadcast token: access to exactly these (user, server name) servers."""
+    return sorted({f"access:servers!server={user}/{name}" for user, name in servers})
+
+
 class BroadcastError(ValueError):
     """A request that cannot be sent as given; the message says what to change."""
 
@@ -240,4 +245,5 @@ __all__ = [
     "Recipient",
     "configure",
     "parse_broadcast",
+    "token_scopes",
 ]

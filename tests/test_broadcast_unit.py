@@ -18,6 +18,7 @@ from jupyterhub_ext.broadcast import (
     NotificationsConfig,
     Recipient,
     parse_broadcast,
+    token_scopes,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +118,13 @@ def test_token_lifetime_covers_the_slowest_fanout():
     assert cfg.token_lifetime(1) >= 5
     assert cfg.token_lifetime(200) >= 20 * 5  # 20 rounds of at most 5 s
     assert cfg.token_lifetime(200) < 20 * 5 + 120
+
+
+def test_broadcast_token_reaches_only_the_targeted_servers():
+    assert token_scopes([("alice", ""), ("bob", "gpu"), ("alice", "")]) == [
+        "access:servers!server=alice/",
+        "access:servers!server=bob/gpu",
+    ]
 
 
 def test_bad_settings_are_refused():

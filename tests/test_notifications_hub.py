@@ -79,10 +79,13 @@ def cli(hub: Hub, token: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_broadcast_reaches_running_lab_servers_only(make_hub, images):
     lab, plain = images
-    hub = make_hub(PLAIN_FOR_CAROL.format(plain=plain))
+    hub = make_hub(
+        PLAIN_FOR_CAROL.format(plain=plain) + "c.JupyterHub.allow_named_servers = True\n"
+    )
     hub.create_user("admin")
     admin = hub.token_for("admin")
     spawn_all(hub, ["alice", "bob", "carol", "dave"])
+    hub.spawn("alice", "gpu")  # a named server is a recipient of its own
     hub.stop_server("dave")  # dave was working earlier and has stopped
     user_tokens = {n: hub.token_for(n) for n in ("alice", "bob")}
 
@@ -95,6 +98,7 @@ def test_broadcast_reaches_running_lab_servers_only(make_hub, images):
     assert r.status_code == 200
     assert [(s["username"], s["server"]) for s in r.json()["servers"]] == [
         ("alice", ""),
+        ("alice", "gpu"),
         ("bob", ""),
         ("carol", ""),
     ]
@@ -108,15 +112,17 @@ def test_broadcast_reaches_running_lab_servers_only(make_hub, images):
     )
     assert r.status_code == 200, r.text
     result = r.json()
-    assert (result["total"], result["successful"], result["failed"]) == (3, 2, 1)
-    details = {d["username"]: d for d in result["details"]}
-    assert set(details) == {"alice", "bob", "carol"}  # stopped dave is not a target
-    assert details["alice"]["status"] == details["bob"]["status"] == "delivered"
-    assert details["carol"]["status"] == "failed"
-    assert "jupyterlab-notifications-extension is not installed" in details["carol"]["error"]
+    assert (result["total"], result["successful"], result["failed"]) == (4, 3, 1)
+    details = {(d["username"], d["server"]): d for d in result["details"]}
+    # stopped dave is not a target
+    assert set(details) == {("alice", ""), ("alice", "gpu"), ("bob", ""), ("carol", "")}
+    for key in [("alice", ""), ("alice", "gpu"), ("bob", "")]:
+        assert details[key]["status"] == "delivered", details[key]
+    assert details[("carol", "")]["status"] == "failed"
+    assert "jupyterlab-notifications-extension is not installed" in details[("carol", "")]["error"]
 
     # each lab server's extension queue holds exactly that message, with that type
-    for name, token in user_tokens.items():
+    for name, token in [*user_tokens.items(), ("alice/gpu", user_tokens["alice"])]:
         queued = drain(hub, name, token)
         assert [(n["message"], n["type"], n["autoClose"]) for n in queued] == [
             (message, "warning", False)
@@ -140,22 +146,24 @@ def test_broadcast_reaches_running_lab_servers_only(make_hub, images):
     assert [n["message"] for n in drain(hub, "alice", user_tokens["alice"])] == [
         "only alice and dave"
     ]
+    assert drain(hub, "alice/gpu", user_tokens["alice"]) == []
     assert drain(hub, "bob", user_tokens["bob"]) == []
 
     # the CLI, as a cron job would run it
-    out = cli(hub, admin, "Back at 18:00", "--type", "success", "--to", "alice", "--to", "bob")
+    out = cli(hub, admin, "Back at 18:00", "--type", "success", "--to", "alice/gpu", "--to", "bob")
     assert out.returncode == 0, out.stderr
     assert "2 of 2 delivered, 0 failed." in out.stdout
     assert out.stdout.count("delivered") == 3
-    for name, token in user_tokens.items():
+    for name, token in [("alice/gpu", user_tokens["alice"]), ("bob", user_tokens["bob"])]:
         assert [(n["message"], n["type"]) for n in drain(hub, name, token)] == [
             ("Back at 18:00", "success")
         ]
+    assert drain(hub, "alice", user_tokens["alice"]) == []
     out = cli(hub, admin, "Everyone", "--sticky")
     assert out.returncode == 1  # carol failed
     carol_line = next(line for line in out.stdout.splitlines() if line.startswith("carol"))
     assert "failed" in carol_line and "not installed" in carol_line
-    assert "2 of 3 delivered, 1 failed." in out.stdout
+    assert "3 of 4 delivered, 1 failed." in out.stdout
     assert admin not in out.stdout + out.stderr
     out = cli(hub, admin, "x" * 141)
     assert out.returncode == 2
@@ -166,7 +174,7 @@ def test_broadcast_reaches_running_lab_servers_only(make_hub, images):
     # every broadcast left an audit line and a history entry
     log = hub.log_text()
     assert log.count('action="broadcast"') == 4
-    assert 'actor="admin" action="broadcast" target="all running servers" result="2/3' in log
+    assert 'actor="admin" action="broadcast" target="all running servers" result="3/4' in log
     history = requests.get(
         f"{hub.url}/hub/api/notifications/history",
         headers={"Authorization": f"token {admin}"},

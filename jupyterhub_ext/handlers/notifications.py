@@ -26,6 +26,7 @@ from ..broadcast import (
     BroadcastRequest,
     NotificationsConfig,
     parse_broadcast,
+    token_scopes,
 )
 from ..history import HistoryStore
 from ..scopes import BROADCAST, BROADCAST_GROUP
@@ -241,7 +242,7 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
         # Least privilege: only the targeted servers, only until the fan-out
         # can have ended; deleted as soon as it has.
         token = service.new_api_token(
-            scopes=sorted({f"access:servers!server={t.username}/{t.server}" for t in targets}),
+            scopes=token_scopes([(t.username, t.server) for t in targets]),
             expires_in=cfg.token_lifetime(len(targets)),
             note="jupyterhub-ext broadcast (deleted after delivery)",
         )
