@@ -85,5 +85,22 @@ c.ExtDockerSpawner.volume_set = {
 # Off by default: it deletes their data for good. Shared volumes: never.
 c.ExtDockerSpawner.remove_volumes_on_delete = False
 
+# --- Notification broadcast --------------------------------------------------
+# /hub/notifications (page), /hub/api/notifications/* (API) and the
+# jupyterhub-ext-notify CLI show a message in every running JupyterLab
+# (images need jupyterlab-notifications-extension). Admins may send; delegate
+# by adding people to the group "jupyterhub-ext-broadcasters" (admin page).
+# Delivery uses a hub-managed service holding only access:servers, with one
+# short-lived token per broadcast (see docs/features/notifications.md).
+c.NotificationsConfig.max_length = 140  # characters per message
+c.NotificationsConfig.concurrency = 20  # servers contacted at once
+c.NotificationsConfig.timeout = 10  # seconds each server gets to answer
+c.NotificationsConfig.default_auto_close = 5  # page default; 0 = stay until dismissed
+# Broadcast history (JSON lines); keep it next to the hub database, on persistent storage.
+c.NotificationsConfig.history_path = os.environ.get(
+    "JUPYTERHUB_EXT_NOTIFICATIONS_HISTORY", "jupyterhub_ext_notifications.jsonl"
+)
+c.NotificationsConfig.history_size = 200
+
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

@@ -29,7 +29,14 @@ def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
     """
     from .setup import apply
 
+    # Importing the submodule ``jupyterhub_ext.setup`` rebinds this package's
+    # attribute ``setup`` to that module; put this function back, so a second
+    # call (tests, a config that loads another config) still works.
+    globals()["setup"] = _setup_function
     apply(c)
+
+
+_setup_function = setup
 
 
 __all__ = ["__version__", "setup", "template_path"]

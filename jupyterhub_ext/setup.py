@@ -6,11 +6,12 @@ services) adds itself to ``apply`` here, so an admin calls one function.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from traitlets.config import LazyConfigValue
 
-from . import scopes, template_path
+from . import broadcast, scopes, template_path
 from .handlers import default_handlers
 from .storage import check_at_hub_start
 from .volumes import parse_volume_set
@@ -28,8 +29,21 @@ def configured(c: Any, section: str, name: str, default: Any = None) -> Any:
     return value
 
 
+def hook_logging(app_logger: str = "JupyterHub") -> None:
+    """Send our loggers (``jupyterhub_ext.*``, the audit log too) to the hub's log.
+
+    JupyterHub's logger does not propagate to the root logger, and the root
+    logger has no handler, so without this our INFO lines (audit!) vanish.
+    JupyterHub hooks tornado's loggers up the same way.
+    """
+    ours = logging.getLogger("jupyterhub_ext")
+    ours.parent = logging.getLogger(app_logger)
+    ours.propagate = True
+
+
 def apply(c: Any) -> None:
     """Register templates, handlers, scopes and roles; validate our config now."""
+    hook_logging()
     paths = list(configured(c, "JupyterHub", "template_paths", []))
     if template_path() not in paths:
         c.JupyterHub.template_paths = [template_path(), *paths]
@@ -42,6 +56,10 @@ def apply(c: Any) -> None:
         c,
         admin_users=set(configured(c, "Authenticator", "admin_users", set())),
     )
+
+    # notification broadcast: its delivery service, and its settings checked now
+    notifications = broadcast.NotificationsConfig(config=c)
+    broadcast.configure(c, service_name=notifications.service_name)
 
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")

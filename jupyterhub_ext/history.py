@@ -1,0 +1,80 @@
+"""Recent broadcasts in a JSON-lines file, so the history survives hub restarts.
+
+One JSON object per line, oldest first. Appending is one ``write`` of one
+line; when the file holds twice the configured size it is rewritten with the
+newest ``size`` entries (to a temporary file, then renamed over the old one,
+so a crash never leaves half a history). A damaged line is skipped, not fatal.
+
+The methods block (file I/O): call them from the hub through
+``dockerpool.run`` so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("jupyterhub_ext.history")
+
+
+class HistoryStore:
+    """Append-only store of broadcast records, trimmed to the newest ``size``."""
+
+    def __init__(self, path: str | os.PathLike[str], size: int = 200) -> None:
+        if size < 1:
+            raise ValueError("history size must be at least 1")
+        self.path = Path(path)
+        self.size = size
+        self._lock = threading.Lock()
+
+    def _read(self) -> list[dict[str, Any]]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                log.warning("Skipping damaged line %d of %s", n, self.path)
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Add one record (a JSON-serialisable dict)."""
+        line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+            entries = self._read()
+            if len(entries) > 2 * self.size:
+                self._rewrite(entries[-self.size :])
+
+    def _rewrite(self, entries: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for e in entries:
+                f.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The newest records first, at most ``limit`` (default: the configured size)."""
+        with self._lock:
+            entries = self._read()
+        n = self.size if limit is None else max(0, min(limit, self.size))
+        return list(reversed(entries[-n:])) if n else []
+
+
+__all__ = ["HistoryStore"]
