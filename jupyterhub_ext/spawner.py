@@ -519,6 +519,11 @@ class ExtDockerSpawner(DockerSpawner):
             for name in changed:
                 setattr(self, name, before[name])
             what = ", ".join([*changed, *gained])
+            # JupyterHub reuses the last options at the next plain start: drop these
+            self.user_options = {}
+            if self.orm_spawner is not None:
+                self.orm_spawner.user_options = {}
+                self.user.db.commit()
             self.log.warning("Refused user_options of %s setting %s", self._log_name, what)
             audit(self.user.name, "spawn-options", self._log_name, "refused", setting=what)
             raise SpawnRefused(
