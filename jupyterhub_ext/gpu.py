@@ -441,16 +441,16 @@ def start_failure_message(error: str, decision: GpuDecision | None) -> str | Non
         else:
             engine += " and no CDI devices."
     fix_host = (
-        "an administrator installs the NVIDIA Container Toolkit on the Docker host "
+        "an administrator can install the NVIDIA Container Toolkit on the Docker host "
         "(`nvidia-ctk runtime configure --runtime=docker`, then restart Docker)"
     )
     if decision.reason.startswith("auto"):
         return (
             f"This server was given GPUs because GPU auto-detection found them "
             f"({decision.reason[len('auto: ') :]}), but the Docker engine cannot start a "
-            f"container with GPUs: {error.strip()}.{engine} To fix it, {fix_host}, or set "
-            f"c.ExtDockerSpawner.gpu_probe_image to an image with nvidia-smi so detection "
-            f"runs a real check, or set c.ExtDockerSpawner.gpu_mode = 'off'."
+            f"container with GPUs: {error.strip()}.{engine} To fix it, {fix_host}, "
+            f"set c.ExtDockerSpawner.gpu_probe_image to an image with nvidia-smi so that "
+            f"detection runs a real check, or set c.ExtDockerSpawner.gpu_mode = 'off'."
         )
     return (
         f"This server asks for GPUs (gpu_mode is 'on'), but the Docker engine cannot provide "

@@ -215,3 +215,21 @@ async def test_detector_does_not_cache_errors():
     assert not first.available and first.source == "error" and "engine down" in first.detail
     second = await detector.report("e", check, 300, run)
     assert second.detail == "fine now"
+
+
+async def test_unreachable_engine_is_reported_not_cached(tmp_path):
+    """An engine that does not answer: GPUs off with the reason, and nothing cached."""
+    import docker
+
+    from jupyterhub_ext import dockerpool
+
+    client = docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
+    detector = gpu.GpuDetector()
+    key = gpu.engine_key(client)
+    assert key == f"{tmp_path}/no-engine.sock"
+    r = await detector.report(key, lambda: gpu.info_check(client), 300, dockerpool.run)
+    assert not r.available and r.source == "error"
+    assert "could not ask the Docker engine about GPUs" in r.detail
+    assert detector.cached(key, 300) is None
+    d = gpu.decide_gpu("auto", GpuRequest(), report=r)
+    assert not d.enabled and "could not ask the Docker engine" in d.reason
