@@ -233,3 +233,22 @@ async def test_unreachable_engine_is_reported_not_cached(tmp_path):
     assert detector.cached(key, 300) is None
     d = gpu.decide_gpu("auto", GpuRequest(), report=r)
     assert not d.enabled and "could not ask the Docker engine" in d.reason
+
+
+def test_spawner_traits_refuse_bad_values():
+    from traitlets import TraitError
+
+    from jupyterhub_ext.spawner import ExtDockerSpawner
+
+    s = ExtDockerSpawner()
+    assert (s.gpu_mode, s.gpu_count, s.docker_sock_group) == ("auto", "all", "docker-sock")
+    s.gpu_count = 2
+    s.gpu_mode = "ON"  # caseless
+    with pytest.raises(TraitError, match="gpu_count must be 'all' or a positive integer"):
+        s.gpu_count = 0
+    with pytest.raises(TraitError, match="unknown fast"):
+        s.gpu_capabilities = ["fast"]
+    with pytest.raises(TraitError, match="must be an absolute path"):
+        s.docker_sock_container_path = "docker.sock"
+    with pytest.raises(TraitError):
+        s.gpu_mode = "sometimes"
