@@ -24,6 +24,8 @@ from jupyterhub import orm
 DEFAULT_SOCK_GROUP = "docker-sock"
 DEFAULT_PRIVILEGED_GROUP = "docker-privileged"
 DEFAULT_SOCK_PATH = "/var/run/docker.sock"
+# on every container we create: what it was granted, e.g. "docker-sock,privileged"
+LABEL_GRANTS = "jupyterhub-ext.grants"
 
 
 # -- groups in the hub database --------------------------------------------------

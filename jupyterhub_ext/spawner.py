@@ -90,6 +90,19 @@ class SpawnGrants:
     gpu: gpu.GpuDecision
     sock_gid: int | None
 
+    def label(self) -> str:
+        """What the container gets, for its ``jupyterhub-ext.grants`` label."""
+        granted = [
+            name
+            for name, on in (
+                ("docker-sock", self.access.docker_sock),
+                ("gpu", self.gpu.enabled),
+                ("privileged", self.access.privileged),
+            )
+            if on
+        ]
+        return ",".join(granted) or "none"
+
 
 class ExtDockerSpawner(DockerSpawner):
     """A DockerSpawner for lab and department hubs.
@@ -419,6 +432,11 @@ class ExtDockerSpawner(DockerSpawner):
         )
         return {k: v for k, v in env.items() if k not in self.environment}
 
+    async def extra_labels(self) -> dict[str, str]:
+        """Container labels our features add."""
+        plan = await self.spawn_grants()
+        return {grants.LABEL_GRANTS: plan.label()}
+
     # -- GPUs and Docker access by group ----------------------------------------
 
     _spawn_grants: SpawnGrants | None = None
@@ -575,7 +593,10 @@ class ExtDockerSpawner(DockerSpawner):
             "volumes": self.volume_mount_points,
             "name": self.container_name,
             "command": await self.get_command(),
-            "labels": objects.container_labels(self.user.id, self.user.name, self.name),
+            "labels": {
+                **objects.container_labels(self.user.id, self.user.name, self.name),
+                **await self.extra_labels(),
+            },
         }
         if not self.host_network:
             create_kwargs["ports"] = {f"{self.port}/tcp": None}
@@ -597,11 +618,38 @@ class ExtDockerSpawner(DockerSpawner):
         async with user_lock(self.user.id):
             await self.ensure_volumes()
             try:
+                if not self.remove:
+                    await self.drop_container_with_other_grants()
                 return await super().start()
             except Exception:
                 if self.host_network:
                     netutil.release_port(self.port)
                 raise
+
+    async def drop_container_with_other_grants(self) -> None:
+        """With ``remove = False`` DockerSpawner restarts the old container as it was
+        created. If it was created with other grants than decided now (someone
+        left or joined a group), it is removed so the start creates a new one:
+        otherwise leaving the docker-sock group would not take the socket away.
+        """
+        obj = await self.get_object()
+        if obj is None:
+            return
+        had = (obj["Config"].get("Labels") or {}).get(grants.LABEL_GRANTS, "none")
+        want = (await self.spawn_grants()).label()
+        if had == want:
+            return
+        self.log.warning(
+            "Re-creating container %s of %s: created with grants %s, now %s",
+            self.object_name,
+            self._log_name,
+            had,
+            want,
+        )
+        if obj["State"].get("Running"):
+            await self.stop_object()
+        await self.remove_object()
+        self.object_id = ""
 
     async def start_object(self) -> None:
         try:

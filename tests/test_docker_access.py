@@ -217,3 +217,41 @@ def test_grants_compose_with_admin_config_and_deleted_groups_come_back(make_hub)
     env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
     assert env["STAFF"] == "yes" and env["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     assert_socket_access(c)
+
+
+def test_kept_containers_are_recreated_when_grants_change(make_hub):
+    """remove = False reuses a stopped container; not one created with other grants."""
+    hub = make_hub(
+        f"""
+c.DockerSpawner.remove = False
+c.ExtDockerSpawner.docker_sock_host_path = "{ENGINE_SOCK}"
+"""
+    )
+    hub.create_user("dave")
+    set_membership(hub, "docker-privileged", "dave", True)
+    first = restart_kept(hub, "dave", first=True)
+    assert_privileged(first)
+    assert first.labels["jupyterhub-ext.grants"] == "privileged"
+
+    # same grants: DockerSpawner's reuse is untouched
+    again = restart_kept(hub, "dave")
+    assert again.id == first.id
+
+    # left the group: the privileged container is not started again
+    set_membership(hub, "docker-privileged", "dave", False)
+    after = restart_kept(hub, "dave")
+    assert after.id != first.id
+    assert_not_privileged(after)
+    assert after.labels["jupyterhub-ext.grants"] == "none"
+    assert "created with grants privileged, now none" in hub.log_text()
+
+
+def restart_kept(hub, name: str, first: bool = False):
+    if not first:
+        hub.stop_server(name)
+        kept = hub.container(name)
+        assert kept is not None and kept.status == "exited"
+    hub.spawn(name)
+    c = hub.container(name)
+    c.reload()
+    return c
