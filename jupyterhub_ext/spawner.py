@@ -511,10 +511,8 @@ class ExtDockerSpawner(DockerSpawner):
         plan = self._spawn_grants = SpawnGrants(
             frozenset(user_groups), access, gpu_decision, sock_gid
         )
-        handler = getattr(self, "handler", None)
-        requester = getattr(getattr(handler, "current_user", None), "name", None)
         audit(
-            requester or self.user.name,
+            self._requester(),
             "spawn-grants",
             self._log_name,
             f"gpu {gpu_decision.summary()}; {access.summary()}",
@@ -523,6 +521,12 @@ class ExtDockerSpawner(DockerSpawner):
             socket_gid=sock_gid if access.docker_sock else None,
         )
         return plan
+
+    def _requester(self) -> str:
+        """Who asked for this start (an admin or service may start someone's server)."""
+        handler = getattr(self, "handler", None)
+        who = getattr(getattr(handler, "current_user", None), "name", None)
+        return who or self.user.name
 
     async def _run_apply_user_options(self, user_options: dict) -> None:
         # Grants come from the admin's config and hub groups only. Even if an
@@ -543,7 +547,7 @@ class ExtDockerSpawner(DockerSpawner):
                 self.orm_spawner.user_options = {}
                 self.user.db.commit()
             self.log.warning("Refused user_options of %s setting %s", self._log_name, what)
-            audit(self.user.name, "spawn-options", self._log_name, "refused", setting=what)
+            audit(self._requester(), "spawn-options", self._log_name, "refused", setting=what)
             raise SpawnRefused(
                 f"Server options may not set {what}. Docker access and GPUs are granted "
                 "by an administrator through hub groups.",
