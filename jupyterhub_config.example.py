@@ -102,5 +102,32 @@ c.NotificationsConfig.history_path = os.environ.get(
 )
 c.NotificationsConfig.history_size = 200
 
+# --- GPUs (docs/features/gpu.md) ---------------------------------------------
+# "auto": GPUs where the Docker engine reports an nvidia runtime or CDI GPUs
+# (one `docker info` call, cached; no container, no pull). "on": always ask;
+# a host without GPUs fails the spawn with a message saying what to change.
+c.ExtDockerSpawner.gpu_mode = "auto"
+c.ExtDockerSpawner.gpu_count = "all"  # or a number; gpu_device_ids = ["0", "1"] wins
+c.ExtDockerSpawner.gpu_capabilities = ["compute", "utility"]
+# Only members of these hub groups get GPUs (empty: everyone).
+# c.ExtDockerSpawner.gpu_groups = ["gpu-users"]
+# c.ExtDockerSpawner.gpu_detect_interval = 300  # seconds an engine's answer is reused
+# Hosts where `docker info` is not enough: a probe container (image must be local,
+# it is never pulled).
+# c.ExtDockerSpawner.gpu_probe_image = "nvidia/cuda:12.4.1-base-ubuntu22.04"
+
+# --- Docker access by group (docs/features/docker-access.md) ------------------
+# Members of "docker-sock" get the host's Docker socket - that is ROOT ON THE
+# DOCKER HOST. Members of "docker-privileged" run privileged containers. Add
+# people on the admin page (Groups); a restart of their server applies it.
+# The groups are created at hub start and re-created if deleted; "" disables.
+c.ExtDockerSpawner.docker_sock_group = "docker-sock"
+c.ExtDockerSpawner.docker_privileged_group = "docker-privileged"
+c.ExtDockerSpawner.docker_sock_host_path = os.environ.get(
+    "JUPYTERHUB_DOCKER_SOCK", "/var/run/docker.sock"
+)
+c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
+# c.ExtDockerSpawner.docker_sock_gid = "auto"  # the socket's group, for the lab user
+
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

@@ -11,12 +11,14 @@ from typing import Any
 
 from traitlets.config import LazyConfigValue
 
-from . import broadcast, scopes, template_path
+from . import broadcast, gpu, grants, scopes, template_path
 from .handlers import default_handlers
 from .storage import check_at_hub_start
 from .volumes import parse_volume_set
 
 SPAWNER_SECTIONS = ("ExtDockerSpawner",)
+# sections whose values reach ExtDockerSpawner's traits, lowest precedence first
+TRAIT_SECTIONS = ("Spawner", "DockerSpawner", "ExtDockerSpawner")
 
 
 def configured(c: Any, section: str, name: str, default: Any = None) -> Any:
@@ -66,3 +68,50 @@ def apply(c: Any) -> None:
         if raw is not None:
             # archive directories and secret sources too, not only the syntax
             check_at_hub_start(parse_volume_set(raw))
+
+    configure_groups(c)
+    check_gpu_config(c)
+
+
+def spawner_setting(c: Any, name: str, default: Any) -> Any:
+    """A spawner trait as ExtDockerSpawner will see it (subclass sections win)."""
+    value = default
+    for section in TRAIT_SECTIONS:
+        value = configured(c, section, name, value)
+    return value
+
+
+def configure_groups(c: Any) -> None:
+    """Create the docker-sock, docker-privileged and GPU groups at hub start.
+
+    The spawner re-creates them at spawn if an admin deleted them. With an
+    authenticator that manages groups (``manage_groups``), JupyterHub refuses
+    ``load_groups``; then they are created at the first spawn.
+    """
+    if configured(c, "Authenticator", "manage_groups", False):
+        return
+    names = [
+        spawner_setting(c, "docker_sock_group", grants.DEFAULT_SOCK_GROUP),
+        spawner_setting(c, "docker_privileged_group", grants.DEFAULT_PRIVILEGED_GROUP),
+        *spawner_setting(c, "gpu_groups", []),
+    ]
+    groups = dict(configured(c, "JupyterHub", "load_groups", {}))
+    for name in names:
+        if name and name not in groups:
+            # no "users" key: load_groups only adds, so this never changes membership
+            groups[name] = {}
+    c.JupyterHub.load_groups = groups
+
+
+def check_gpu_config(c: Any) -> None:
+    """Refuse an impossible GPU setting at hub start, not at someone's spawn."""
+    mode = str(spawner_setting(c, "gpu_mode", "auto")).lower()
+    if mode not in gpu.MODES:
+        raise gpu.GpuConfigError(
+            f"c.ExtDockerSpawner.gpu_mode must be one of {', '.join(gpu.MODES)}, not {mode!r}"
+        )
+    gpu.GpuRequest.from_config(
+        spawner_setting(c, "gpu_count", "all"),
+        spawner_setting(c, "gpu_device_ids", []),
+        spawner_setting(c, "gpu_capabilities", list(gpu.DEFAULT_CAPABILITIES)),
+    )

@@ -1,23 +1,38 @@
-"""ExtDockerSpawner: DockerSpawner with per-user volume sets, host networking
-and a bounded shared pool for Docker calls.
+"""ExtDockerSpawner: DockerSpawner with per-user volume sets, host networking,
+a bounded shared pool for Docker calls, GPUs and Docker access by group.
 
-Engine objects are built in :mod:`jupyterhub_ext.objects`; this module keeps
-the lifecycle (start, stop, state).
+Engine objects are built in :mod:`jupyterhub_ext.objects`; GPU and group-grant
+decisions in :mod:`jupyterhub_ext.gpu` and :mod:`jupyterhub_ext.grants`; this
+module keeps the lifecycle (start, stop, state) and the traits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import docker
 from dockerspawner import DockerSpawner
-from traitlets import Dict, Int, List, Unicode, Union, default, validate
+from traitlets import (
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Int,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    validate,
+)
 
-from . import dockerpool, netutil, objects
+from . import dockerpool, gpu, grants, netutil, objects
+from .audit import audit
 from .locks import user_lock
 from .storage import StorageMixin
 from .volumes import VolumeSetError, VolumeSpec, parse_volume_set
@@ -32,11 +47,71 @@ DEFAULT_VOLUME_SET = {
 }
 
 
+try:
+    from jupyterhub.spawner import SpawnException
+except ImportError:  # JupyterHub < 6
+    from tornado.web import HTTPError
+
+    class SpawnException(HTTPError):  # type: ignore[no-redef]
+        def __init__(self, message, *, reason, status_code=400, **_kw):
+            self.message = message
+            super().__init__(status_code, message, reason=reason)
+
+
+class SpawnRefused(SpawnException):
+    """A spawn that cannot go ahead; the message is shown on the spawn page and in the API."""
+
+    def __init__(self, message: str, *, reason: str, status_code: int = 400) -> None:
+        super().__init__(message, reason=reason, status_code=status_code)
+        # what JupyterHub shows users (the spawn page, the progress API)
+        self.jupyterhub_message = message
+
+
+# Traits that decide grants: only the admin's config and hub groups set them,
+# never user_options (see _run_apply_user_options).
+PROTECTED_TRAITS = (
+    "gpu_mode",
+    "gpu_groups",
+    "gpu_probe_image",
+    "gpu_probe_command",
+    "docker_sock_group",
+    "docker_privileged_group",
+    "docker_sock_host_path",
+    "docker_sock_container_path",
+    "docker_sock_gid",
+)
+
+
+@dataclass(frozen=True)
+class SpawnGrants:
+    """Everything decided from group membership for one spawn."""
+
+    user_groups: frozenset[str]
+    access: grants.AccessDecision
+    gpu: gpu.GpuDecision
+    sock_gid: int | None
+
+    def label(self) -> str:
+        """What the container gets, for its ``jupyterhub-ext.grants`` label."""
+        granted = [
+            name
+            for name, on in (
+                ("docker-sock", self.access.docker_sock),
+                ("gpu", self.gpu.enabled),
+                ("privileged", self.access.privileged),
+            )
+            if on
+        ]
+        return ",".join(granted) or "none"
+
+
 class ExtDockerSpawner(StorageMixin, DockerSpawner):
     """A DockerSpawner for lab and department hubs.
 
     Adds declared per-user volume sets (created with owner labels), working
-    host networking, and Docker calls in a bounded pool shared by all users.
+    host networking, Docker calls in a bounded pool shared by all users, GPUs
+    (off / on / auto-detected from the engine's report) and Docker access
+    (the host's socket, privileged containers) granted by hub group.
     """
 
     volume_set = Union(
@@ -95,6 +170,142 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         """,
     ).tag(config=True)
 
+    # -- GPUs -----------------------------------------------------------------
+
+    gpu_mode = CaselessStrEnum(
+        list(gpu.MODES),
+        default_value="auto",
+        help="""
+        GPUs for single-user containers: ``off``, ``on`` or ``auto``.
+
+        - ``auto`` (default): GPUs when the Docker engine reports it can
+          provide them (an ``nvidia`` runtime, or CDI GPU devices, in
+          ``docker info``). No container is run and nothing is pulled; the
+          answer is cached for ``gpu_detect_interval`` seconds. Set
+          ``gpu_probe_image`` to check with a real container instead.
+        - ``on``: always ask for GPUs. If the engine cannot provide them the
+          spawn fails with a message saying so and what to change.
+        - ``off``: never; containers get ``NVIDIA_VISIBLE_DEVICES=void``.
+
+        With ``gpu_groups`` set, only members of those groups get GPUs.
+        """,
+    ).tag(config=True)
+
+    gpu_count = Union(
+        [Int(), Unicode()],
+        default_value="all",
+        help="""
+        How many GPUs a GPU server gets: ``"all"`` (default) or a positive
+        number. Ignored when ``gpu_device_ids`` is set.
+        """,
+    ).tag(config=True)
+
+    gpu_device_ids = List(
+        Unicode(),
+        help="""
+        Give GPU servers these devices (indexes like ``"0"`` or UUIDs like
+        ``"GPU-3a23c669-..."``) instead of a count. Per group, set it with
+        ``c.Spawner.group_overrides``.
+        """,
+    ).tag(config=True)
+
+    gpu_capabilities = List(
+        Unicode(),
+        default_value=list(gpu.DEFAULT_CAPABILITIES),
+        help="""
+        NVIDIA driver capabilities for GPU servers (``compute``, ``utility``,
+        ``graphics``, ``video``, ``display``, ``compat32`` or ``all``). They go
+        into the device request and ``NVIDIA_DRIVER_CAPABILITIES``.
+        """,
+    ).tag(config=True)
+
+    gpu_groups = List(
+        Unicode(),
+        help="""
+        If set, only members of these hub groups get GPUs (in ``on`` and
+        ``auto`` mode); everyone else's container gets
+        ``NVIDIA_VISIBLE_DEVICES=void``. Empty (default): everyone.
+        The groups are created at hub start and at spawn when missing.
+        """,
+    ).tag(config=True)
+
+    gpu_detect_interval = Float(
+        300.0,
+        min=0,
+        help="""
+        Seconds an engine's GPU answer is reused before ``auto`` asks again
+        (0: at every spawn). Engines change GPU support only when Docker is
+        reconfigured and restarted.
+        """,
+    ).tag(config=True)
+
+    gpu_probe_image = Unicode(
+        "",
+        help="""
+        Optional: an image with ``nvidia-smi`` (e.g. ``nvidia/cuda:12.4.1-base-ubuntu22.04``)
+        for a probe container that checks GPUs really work, for hosts where
+        the engine's report is not enough (the NVIDIA hook installed without
+        a registered ``nvidia`` runtime does not show in ``docker info``).
+        The image must already be on the engine: it is never pulled. Costs a
+        container run (seconds) per ``gpu_detect_interval``. Empty (default):
+        the engine's report decides.
+        """,
+    ).tag(config=True)
+
+    gpu_probe_command = List(
+        Unicode(),
+        default_value=["nvidia-smi", "-L"],
+        help="Command the GPU probe container runs; exit status 0 means GPUs work.",
+    ).tag(config=True)
+
+    gpu_probe_timeout = Float(60.0, min=1, help="Seconds the GPU probe container may run.").tag(
+        config=True
+    )
+
+    # -- Docker access by group ---------------------------------------------------
+
+    docker_sock_group = Unicode(
+        grants.DEFAULT_SOCK_GROUP,
+        help="""
+        Hub group whose members' containers get the host's Docker socket
+        (``docker_sock_host_path`` mounted at ``docker_sock_container_path``,
+        ``DOCKER_HOST`` set, the socket's group added). Anyone with the
+        socket controls the engine: that is root on the Docker host.
+        Created at hub start and at spawn when missing. Empty: nobody.
+        """,
+    ).tag(config=True)
+
+    docker_privileged_group = Unicode(
+        grants.DEFAULT_PRIVILEGED_GROUP,
+        help="""
+        Hub group whose members' containers run privileged (every
+        capability, every host device). Created at hub start and at spawn
+        when missing. Empty: nobody.
+        """,
+    ).tag(config=True)
+
+    docker_sock_host_path = Unicode(
+        grants.DEFAULT_SOCK_PATH,
+        help="The Docker socket on the Docker host, mounted for docker_sock_group members.",
+    ).tag(config=True)
+
+    docker_sock_container_path = Unicode(
+        grants.DEFAULT_SOCK_PATH,
+        help="Where the Docker socket appears inside members' containers.",
+    ).tag(config=True)
+
+    docker_sock_gid = Union(
+        [Int(), Unicode()],
+        default_value="auto",
+        allow_none=True,
+        help="""
+        Group id added to docker_sock_group members' containers so their
+        (non-root) user can use the socket. ``"auto"``: the group owning
+        ``docker_sock_host_path`` as the hub sees it (nothing if the hub
+        cannot see it); a number: that gid; ``None``: add nothing.
+        """,
+    ).tag(config=True)
+
     @default("remove")
     def _default_remove(self) -> bool:
         # Data lives in volumes; a fresh container per start applies the
@@ -104,6 +315,27 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
     @validate("volume_set")
     def _validate_volume_set(self, proposal: Any) -> Any:
         parse_volume_set(proposal.value)
+        return proposal.value
+
+    @validate("gpu_count")
+    def _validate_gpu_count(self, proposal: Any) -> Any:
+        try:
+            gpu.parse_gpu_count(proposal.value)
+        except gpu.GpuConfigError as e:
+            raise TraitError(str(e)) from None
+        return proposal.value
+
+    @validate("gpu_capabilities")
+    def _validate_gpu_capabilities(self, proposal: Any) -> Any:
+        try:
+            return list(gpu.check_capabilities(proposal.value))
+        except gpu.GpuConfigError as e:
+            raise TraitError(str(e)) from None
+
+    @validate("docker_sock_container_path", "docker_sock_host_path")
+    def _validate_sock_path(self, proposal: Any) -> Any:
+        if not str(proposal.value).startswith("/"):
+            raise TraitError(f"{proposal.trait.name} must be an absolute path: {proposal.value!r}")
         return proposal.value
 
     @property
@@ -170,11 +402,160 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
 
         Subclasses and features extend this list; see objects.merge_fragments.
         """
-        return [{"mounts": objects.volume_mounts(self.volume_specs, self.volume_names())}]
+        plan = await self.spawn_grants()
+        return [
+            {"mounts": objects.volume_mounts(self.volume_specs, self.volume_names())},
+            plan.gpu.host_config(),
+            grants.access_host_config(
+                plan.access,
+                sock_host_path=self.docker_sock_host_path,
+                sock_container_path=self.docker_sock_container_path,
+                sock_gid=plan.sock_gid,
+            ),
+        ]
 
     async def extra_environment(self) -> dict[str, str]:
-        """Environment our features add to the container."""
-        return {}
+        """Environment our features add to the container (the admin's ``environment`` wins)."""
+        plan = await self.spawn_grants()
+        env = plan.gpu.environment()
+        env.update(
+            grants.access_environment(
+                plan.access, sock_container_path=self.docker_sock_container_path
+            )
+        )
+        return {k: v for k, v in env.items() if k not in self.environment}
+
+    async def extra_labels(self) -> dict[str, str]:
+        """Container labels our features add."""
+        plan = await self.spawn_grants()
+        return {grants.LABEL_GRANTS: plan.label()}
+
+    # -- GPUs and Docker access by group ----------------------------------------
+
+    _spawn_grants: SpawnGrants | None = None
+
+    def builtin_group_names(self) -> list[str]:
+        """Groups this spawner's grants read; they are kept in existence."""
+        names = [self.docker_sock_group, self.docker_privileged_group, *self.gpu_groups]
+        return [n for n in dict.fromkeys(names) if n]
+
+    def gpu_request(self) -> gpu.GpuRequest:
+        return gpu.GpuRequest.from_config(
+            self.gpu_count, self.gpu_device_ids, self.gpu_capabilities
+        )
+
+    async def gpu_report(self) -> gpu.EngineGpuReport:
+        """What the engine offers, cached per engine for gpu_detect_interval seconds."""
+        client = self.client
+        if self.gpu_probe_image:
+            key = (gpu.engine_key(client), "probe", self.gpu_probe_image, *self.gpu_probe_command)
+            image, command, timeout = (
+                self.gpu_probe_image,
+                tuple(self.gpu_probe_command),
+                self.gpu_probe_timeout,
+            )
+            prefix = self.prefix
+
+            def check() -> gpu.EngineGpuReport:
+                return gpu.probe_check(client, image, command, timeout=timeout, name_prefix=prefix)
+        else:
+            key = (gpu.engine_key(client), "info")
+
+            def check() -> gpu.EngineGpuReport:
+                return gpu.info_check(client)
+
+        return await gpu.detector.report(
+            key,
+            check,
+            self.gpu_detect_interval,
+            lambda fn: dockerpool.run(fn, pool_size=self.docker_pool_size),
+        )
+
+    async def spawn_grants(self) -> SpawnGrants:
+        """Decide GPUs and Docker access for this spawn (once; logged once)."""
+        if self._spawn_grants is not None:
+            return self._spawn_grants
+        db = self.user.db
+        created = grants.ensure_groups(db, self.builtin_group_names())
+        if created:
+            self.log.warning("Re-created missing group(s) %s", ", ".join(created))
+        user_groups = grants.user_group_names(db, self.user.id)
+        access = grants.decide_access(
+            user_groups,
+            sock_group=self.docker_sock_group,
+            privileged_group=self.docker_privileged_group,
+        )
+        mode = self.gpu_mode.lower()
+        report = None
+        if gpu.needs_report(mode, user_groups, self.gpu_groups):
+            report = await self.gpu_report()
+        gpu_decision = gpu.decide_gpu(
+            mode,
+            self.gpu_request(),
+            user_groups=user_groups,
+            gpu_groups=self.gpu_groups,
+            report=report,
+        )
+        sock_gid = (
+            grants.socket_gid(self.docker_sock_host_path, self.docker_sock_gid)
+            if access.docker_sock
+            else None
+        )
+        plan = self._spawn_grants = SpawnGrants(
+            frozenset(user_groups), access, gpu_decision, sock_gid
+        )
+        audit(
+            self._requester(),
+            "spawn-grants",
+            self._log_name,
+            f"gpu {gpu_decision.summary()}; {access.summary()}",
+            groups=sorted(user_groups),
+            gpu_groups=list(gpu_decision.granted_by),
+            socket_gid=sock_gid if access.docker_sock else None,
+        )
+        return plan
+
+    def _requester(self) -> str:
+        """Who asked for this start (an admin or service may start someone's server)."""
+        handler = getattr(self, "handler", None)
+        who = getattr(getattr(handler, "current_user", None), "name", None)
+        return who or self.user.name
+
+    async def _run_apply_user_options(self, user_options: dict) -> None:
+        # Grants come from the admin's config and hub groups only. Even if an
+        # admin maps user options onto traits (apply_user_options), none of
+        # them may change who gets the socket, privileged mode or GPUs.
+        before = {name: copy.deepcopy(getattr(self, name)) for name in PROTECTED_TRAITS}
+        had = set(self._config_escalations())
+        await super()._run_apply_user_options(user_options)
+        changed = [n for n in PROTECTED_TRAITS if getattr(self, n) != before[n]]
+        gained = [e for e in self._config_escalations() if e not in had]
+        if changed or gained:
+            for name in changed:
+                setattr(self, name, before[name])
+            what = ", ".join([*changed, *gained])
+            # JupyterHub reuses the last options at the next plain start: drop these
+            self.user_options = {}
+            if self.orm_spawner is not None:
+                self.orm_spawner.user_options = {}
+                self.user.db.commit()
+            self.log.warning("Refused user_options of %s setting %s", self._log_name, what)
+            audit(self._requester(), "spawn-options", self._log_name, "refused", setting=what)
+            raise SpawnRefused(
+                f"Server options may not set {what}. Docker access and GPUs are granted "
+                "by an administrator through hub groups.",
+                reason="forbidden-option",
+                status_code=403,
+            )
+
+    def _config_escalations(self) -> list[str]:
+        found = []
+        if isinstance(self.extra_host_config, Mapping):
+            found += grants.escalations(self.extra_host_config, self.docker_sock_host_path)
+        found += grants.escalations({"mounts": self.mounts}, self.docker_sock_host_path)
+        if isinstance(self.volumes, Mapping):
+            found += grants.volume_escalations(self.volumes, self.docker_sock_host_path)
+        return list(dict.fromkeys(found))
 
     async def create_object(self) -> dict:
         extra_create = await self._resolve(self.extra_create_kwargs)
@@ -209,7 +590,10 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             "volumes": self.volume_mount_points,
             "name": self.container_name,
             "command": await self.get_command(),
-            "labels": objects.container_labels(self.user.id, self.user.name, self.name),
+            "labels": {
+                **objects.container_labels(self.user.id, self.user.name, self.name),
+                **await self.extra_labels(),
+            },
         }
         if not self.host_network:
             create_kwargs["ports"] = {f"{self.port}/tcp": None}
@@ -221,6 +605,9 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self) -> tuple[str, int]:
+        # membership is read now, at every spawn: a restart applies group changes
+        self._spawn_grants = None
+        await self.spawn_grants()
         if self.host_network:
             self.ip = self.host_network_ip
             self.port = netutil.reserve_port(self.host_network_ip)
@@ -228,11 +615,52 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         async with user_lock(self.user.id):
             await self.ensure_volumes()
             try:
+                if not self.remove:
+                    await self.drop_container_with_other_grants()
                 return await super().start()
             except Exception:
                 if self.host_network:
                     netutil.release_port(self.port)
                 raise
+
+    async def drop_container_with_other_grants(self) -> None:
+        """With ``remove = False`` DockerSpawner restarts the old container as it was
+        created. If it was created with other grants than decided now (someone
+        left or joined a group), it is removed so the start creates a new one:
+        otherwise leaving the docker-sock group would not take the socket away.
+        """
+        obj = await self.get_object()
+        if obj is None:
+            return
+        had = (obj["Config"].get("Labels") or {}).get(grants.LABEL_GRANTS, "none")
+        want = (await self.spawn_grants()).label()
+        if had == want:
+            return
+        self.log.warning(
+            "Re-creating container %s of %s: created with grants %s, now %s",
+            self.object_name,
+            self._log_name,
+            had,
+            want,
+        )
+        if obj["State"].get("Running"):
+            await self.stop_object()
+        await self.remove_object()
+        self.object_id = ""
+
+    async def start_object(self) -> None:
+        try:
+            await super().start_object()
+        except docker.errors.APIError as e:
+            plan = self._spawn_grants
+            explanation = e.explanation
+            if isinstance(explanation, bytes):
+                explanation = explanation.decode(errors="replace")
+            message = gpu.start_failure_message(str(explanation or e), plan and plan.gpu)
+            if message:
+                self.log.error("GPU spawn of %s failed: %s", self._log_name, explanation)
+                raise SpawnRefused(message, reason="gpu-unavailable", status_code=500) from e
+            raise
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)

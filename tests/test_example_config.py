@@ -30,3 +30,17 @@ def test_example_config_is_accepted(tmp_path, monkeypatch):
     assert "custom:jupyterhub-ext:manage-volumes" in app.custom_scopes
     # clean-up on delete loses data: the example keeps it off, explicitly
     assert app.config.ExtDockerSpawner.remove_volumes_on_delete is False
+
+
+def test_example_config_gpu_and_docker_access(tmp_path, monkeypatch):
+    app = load(tmp_path, monkeypatch)
+    spawner_cfg = app.config.ExtDockerSpawner
+    assert spawner_cfg.gpu_mode == "auto"
+    assert spawner_cfg.docker_sock_group == "docker-sock"
+    # setup(c) creates the built-in groups at hub start
+    assert {"docker-sock", "docker-privileged"} <= set(app.load_groups)
+    # the GPU values are ones the spawner accepts
+    from jupyterhub_ext.gpu import GpuRequest
+
+    req = GpuRequest.from_config(spawner_cfg.gpu_count, [], spawner_cfg.gpu_capabilities)
+    assert req.count == -1 and req.capabilities == ("compute", "utility")
