@@ -27,16 +27,10 @@ def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
     so a mistake stops the hub at start-up with a message naming the entry,
     not at someone's first spawn.
     """
-    from .setup import apply
+    # the module is not named "setup": importing it would shadow this function
+    from .hubsetup import apply
 
-    # Importing the submodule ``jupyterhub_ext.setup`` rebinds this package's
-    # attribute ``setup`` to that module; put this function back, so a second
-    # call (tests, a config that loads another config) still works.
-    globals()["setup"] = _setup_function
     apply(c)
-
-
-_setup_function = setup
 
 
 __all__ = ["__version__", "setup", "template_path"]

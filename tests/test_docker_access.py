@@ -113,7 +113,9 @@ c.Spawner.apply_user_options = {{
     assert_not_privileged(bob)
 
     # one decision line per spawn, naming the groups that granted what
-    lines = [ln for ln in hub.log_text().splitlines() if "action=spawn-grants target=alice" in ln]
+    lines = [
+        ln for ln in hub.log_text().splitlines() if 'action="spawn-grants" target="alice"' in ln
+    ]
     assert len(lines) == 1, lines
     assert "docker-sock via group 'docker-sock'" in lines[0]
     assert "privileged via group 'docker-privileged'" in lines[0]

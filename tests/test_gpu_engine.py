@@ -171,7 +171,9 @@ def env_of(attrs: dict) -> dict[str, str]:
 
 
 def audit_line(hub, name: str) -> str:
-    lines = [ln for ln in hub.log_text().splitlines() if f"action=spawn-grants target={name}" in ln]
+    lines = [
+        ln for ln in hub.log_text().splitlines() if f'action="spawn-grants" target="{name}"' in ln
+    ]
     assert len(lines) == 1, lines
     return lines[0]
 

@@ -9,7 +9,7 @@ from jupyterhub import orm
 from traitlets.config import Config
 
 from jupyterhub_ext import grants, objects
-from jupyterhub_ext.setup import check_gpu_config, configure_groups
+from jupyterhub_ext.hubsetup import check_gpu_config, configure_groups
 
 
 def test_decide_access_by_group_only():
