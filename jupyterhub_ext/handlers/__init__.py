@@ -5,4 +5,13 @@ from __future__ import annotations
 
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
-    return []
+    from .restart import RestartServerAPIHandler
+    from .volumes import ManageVolumesAPIHandler
+
+    return [
+        # self-service (seed 003 shapes; named servers add /servers/{server})
+        (r"/api/users/([^/]+)/restart-server", RestartServerAPIHandler),
+        (r"/api/users/([^/]+)/servers/([^/]+)/restart-server", RestartServerAPIHandler),
+        (r"/api/users/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
+        (r"/api/users/([^/]+)/servers/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
+    ]
