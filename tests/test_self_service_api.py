@@ -253,6 +253,16 @@ def test_reset_volumes_api(make_hub, docker_client, lab_image):
     r = as_user(hub, tok, "DELETE", "/users/alice/manage-volumes", json={"volumes": ["home"]})
     assert r.status_code == 200 and r.json()["volumes"][0]["status"] == "absent"
 
+    # a volume of the set that is labelled as another user's is never removed
+    impostor = docker_client.volumes.create(
+        f"{p}-alice-home", labels={"jupyterhub-ext.owner-id": "987654"}
+    )
+    r = as_user(hub, tok, "DELETE", "/users/alice/manage-volumes", json={"volumes": ["home"]})
+    assert r.status_code == 500, r.text
+    assert "labelled as another user's" in r.json()["volumes"][0]["message"]
+    impostor.reload()
+    impostor.remove()
+
     # next start: home is fresh and empty, the others kept their files
     hub.spawn("alice")
     c = hub.container("alice")

@@ -77,7 +77,7 @@ def test_authorization_matrix(make_hub, docker_client):
     home = docker_client.volumes.create(f"{p}-alice-home")
 
     table = []
-    for method, path, body, _scope, ok_status in ROUTES:
+    for method, path, body, _scope, _ok_status in ROUTES:
         for who, want in refused.items():
             r = call(who, method, path, body)
             table.append((method, path, who, r.status_code))
@@ -100,7 +100,5 @@ def test_authorization_matrix(make_hub, docker_client):
 
     # refusals are audited with who asked and on whom
     lines = [x for x in hub.log_text().splitlines() if "jupyterhub_ext.audit" in x]
-    assert any(
-        "actor=bob action=reset-volumes target=alice result=refused" in x for x in lines
-    )
+    assert any("actor=bob action=reset-volumes target=alice result=refused" in x for x in lines)
     assert any("actor=admin action=reset-volumes target=alice result=ok" in x for x in lines)
