@@ -64,6 +64,9 @@ c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 90}}
 c.ExtDockerSpawner.group_overrides = {{
     "10-granted": {{"groups": ["granted"],
                     "spawner_override": {{"environment": {{"JHEXT_GRANTED": "yes"}}}}}},
+    "20-broken": {{"groups": ["broken"],
+                   "spawner_override": {{"image": "jhext-missing/image:none",
+                                         "pull_policy": "never"}}}},
 }}
 """,
     )
@@ -124,8 +127,18 @@ c.ExtDockerSpawner.group_overrides = {{
     assert hub.container("alice").id == new.id, "the default server was not touched"
     assert as_user(hub, tok, "POST", "/users/alice/servers/nope/restart-server").status_code == 404
 
+    # a restart whose new start fails says so (500) and leaves the server stopped
+    hub.api("POST", "/groups/broken").raise_for_status()
+    hub.api("POST", "/groups/broken/users", json={"users": ["alice"]}).raise_for_status()
+    r = as_user(hub, tok, "POST", "/users/alice/restart-server")
+    assert r.status_code == 500, r.text
+    assert "could not start again" in r.json()["message"], r.json()
+    assert "jhext-missing/image:none" in r.json()["message"]
+    assert hub.server("alice") is None
+
     lines = audit_lines(hub)
     assert any("actor=alice action=restart-server target=alice result=ok" in line for line in lines)
+    assert any("target=alice result=failed" in line and "stage=start" in line for line in lines)
     assert any("target=alice/lab result=ok" in line for line in lines)
     assert any("target=alice result=refused" in line and "status=409" in line for line in lines)
     assert any("target=alice result=refused" in line and "status=400" in line for line in lines)
