@@ -116,6 +116,7 @@ def test_restart_and_reset_home_in_the_browser(make_hub, playwright_browser):
     page.get_by_role("button", name="Stop My Server").click()
     expect(manage).to_be_visible(timeout=120_000)
     expect(restart).to_be_hidden()
+    expect(page.locator("#jhext-status")).to_have_text("")  # no stale "ready, open it"
     hub.wait_stopped("alice")
     page.screenshot(path=str(SHOTS / "self-service-home-stopped.png"))
 
