@@ -381,3 +381,24 @@ c.ExtDockerSpawner.volume_set = {{
     hub.wait_ready("alice")
     c = hub.container("alice")
     assert run_in(c, "cat ~/marker /srv/cache/marker") == (0, "new\nnew\n")
+
+
+def test_home_page_composes_with_native_authenticator_page(make_hub):
+    """Our home.html and NativeAuthenticator's page.html both apply (we ship no page.html).
+
+    Logged in through DummyAuthenticator: NativeAuthenticator 1.3's own login
+    handler fails on JupyterHub 6.1.1 (it uses the removed ``self.statsd``).
+    """
+    hub = make_hub(
+        """
+import os, nativeauthenticator
+c.JupyterHub.template_paths = [
+    os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")
+]
+"""
+    )
+    page = hub.login("alice").get(f"{hub.url}/hub/home", timeout=30)
+    assert page.status_code == 200
+    assert 'href="/hub/change-password"' in page.text  # NativeAuthenticator's page.html
+    assert 'id="jhext-manage-volumes"' in page.text  # our home.html
+    assert 'id="jhext-volumes-dialog"' in page.text
