@@ -129,5 +129,24 @@ c.ExtDockerSpawner.docker_sock_host_path = os.environ.get(
 c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # c.ExtDockerSpawner.docker_sock_gid = "auto"  # the socket's group, for the lab user
 
+# --- Self-service: Restart and Manage volumes on the home page ---------------
+# Nothing to switch on: users restart their own server and reset their own
+# resettable volumes (see volume_set above); admins may do it for anyone.
+# Guide and API: docs/features/self-service.md.
+# Named servers get the same buttons on their rows:
+# c.JupyterHub.allow_named_servers = True
+# How long a restart request waits for the new server before answering 202
+# (the page then follows the spawn); JupyterHub's default is 10 s:
+# c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 10}
+# A helpdesk group that may reset volumes and restart servers of everyone,
+# without being admins:
+# c.JupyterHub.load_roles = [
+#     {
+#         "name": "helpdesk",
+#         "groups": ["helpdesk"],
+#         "scopes": ["custom:jupyterhub-ext:manage-volumes", "servers", "read:users"],
+#     },
+# ]
+
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

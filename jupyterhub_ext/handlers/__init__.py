@@ -7,6 +7,15 @@ from . import notifications
 
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
-    routes: list[tuple] = []
+    from .restart import RestartServerAPIHandler
+    from .volumes import ManageVolumesAPIHandler
+
+    routes: list[tuple] = [
+        # self-service (seed 003 shapes; named servers add /servers/{server})
+        (r"/api/users/([^/]+)/restart-server", RestartServerAPIHandler),
+        (r"/api/users/([^/]+)/servers/([^/]+)/restart-server", RestartServerAPIHandler),
+        (r"/api/users/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
+        (r"/api/users/([^/]+)/servers/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
+    ]
     routes.extend(notifications.default_handlers())
     return routes

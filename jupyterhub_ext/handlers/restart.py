@@ -1,0 +1,140 @@
+"""Restart a server through the hub: stop it (proxy route removed), then spawn again.
+
+``POST /hub/api/users/{name}/restart-server`` (default server) and
+``POST /hub/api/users/{name}/servers/{server}/restart-server`` (named server).
+
+A restart is the hub's own stop followed by the hub's own spawn with the
+previous ``user_options``, so everything a spawn decides (group overrides,
+image, volume set, environment) is decided again. A ``docker restart`` would
+apply nothing and, with ``remove=True``, can delete the container.
+
+Answers: 200 the server is back and ready; 202 it is stopped and the new
+spawn is still pending (follow ``progress_url`` or poll the server model);
+400 the server is not running (start it instead); 409 a start, stop or
+restart of it is already under way; 500 it stopped but could not start.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import needs_scope
+from tornado import web
+
+from ..audit import audit
+from ._common import actor_name, find_server, target_label
+
+ACTION = "restart-server"
+
+# (hub user id, server name) of restarts between their stop and their spawn.
+# In that gap the server is neither pending nor ready; a volume reset or a
+# second restart must still be refused.
+_restarting: set[tuple[int, str]] = set()
+
+
+def restart_in_progress(user_id: int, server_name: str | None = None) -> bool:
+    """Whether a restart of this user's server (any server if None) is under way."""
+    return any(
+        uid == user_id and (server_name is None or name == server_name) for uid, name in _restarting
+    )
+
+
+class RestartServerAPIHandler(APIHandler):
+    """Stop a running server through the hub and spawn it again."""
+
+    def _refuse(self, status: int, message: str, user_name: str, server_name: str) -> None:
+        audit(
+            actor_name(self),
+            ACTION,
+            target_label(user_name, server_name),
+            "refused",
+            status=status,
+            reason=message,
+        )
+        raise web.HTTPError(status, message)
+
+    @needs_scope("servers")
+    async def post(self, user_name: str, server_name: str = "") -> None:
+        user, spawner = find_server(self, user_name, server_name)
+        label = f"Server {target_label(user.name, server_name)}"
+        key = (user.id, server_name)
+        if key in _restarting:
+            self._refuse(409, f"{label} is already restarting.", user.name, server_name)
+        if spawner.pending:
+            self._refuse(
+                409,
+                f"{label} is busy ({spawner.pending} pending); try again when it is done.",
+                user.name,
+                server_name,
+            )
+        if not spawner.ready:
+            self._refuse(400, f"{label} is not running; start it instead.", user.name, server_name)
+
+        actor = actor_name(self)
+        target = target_label(user.name, server_name)
+        tic = time.perf_counter()
+        _restarting.add(key)
+        try:
+            try:
+                stop_future = await self.stop_single_user(user, server_name)
+                # stop_single_user returns early for slow stops; wait for all of it
+                await stop_future
+            except Exception as e:
+                audit(actor, ACTION, target, "failed", stage="stop", error=str(e))
+                raise web.HTTPError(500, f"{label} could not be stopped: {e}") from e
+            if spawner.active:
+                audit(actor, ACTION, target, "failed", stage="stop", error="still active")
+                raise web.HTTPError(500, f"{label} did not stop; try again or ask an admin.")
+            try:
+                # options=None: the hub reuses the options of the previous start
+                await self.spawn_single_user(user, server_name, options=None)
+            except RuntimeError as e:
+                # someone started it in the moment between our stop and our spawn
+                audit(actor, ACTION, target, "refused", stage="start", error=str(e))
+                raise web.HTTPError(409, f"{label} was stopped; {e}") from e
+            except web.HTTPError as e:
+                audit(actor, ACTION, target, "failed", stage="start", error=e.log_message)
+                raise
+            except Exception as e:
+                audit(actor, ACTION, target, "failed", stage="start", error=str(e))
+                raise web.HTTPError(
+                    500, f"{label} was stopped but could not start again: {e}"
+                ) from e
+        finally:
+            _restarting.discard(key)
+
+        spawner = user.spawners[server_name]
+        pending = spawner.pending == "spawn"
+        if pending and spawner._spawn_future is not None:
+            # one audit line with the final result, when the spawn finishes
+            def _done(f: Any) -> None:
+                err = None if f.cancelled() else f.exception()
+                audit(
+                    actor,
+                    ACTION,
+                    target,
+                    "ok" if err is None else "failed",
+                    seconds=round(time.perf_counter() - tic, 1),
+                    **({"error": str(err)} if err else {}),
+                )
+
+            spawner._spawn_future.add_done_callback(_done)
+        elif not spawner.ready:
+            # the spawn failed fast; the hub keeps the reason on the spawner
+            audit(actor, ACTION, target, "failed", stage="start")
+            raise web.HTTPError(500, f"{label} was stopped but did not start again.")
+        else:
+            audit(actor, ACTION, target, "ok", seconds=round(time.perf_counter() - tic, 1))
+
+        self.set_status(202 if pending else 200)
+        self.write(
+            json.dumps(
+                {
+                    "status": "pending" if pending else "ready",
+                    "server": self.server_model(spawner, user=user),
+                }
+            )
+        )

@@ -1,0 +1,155 @@
+"""List and reset a user's volumes.
+
+``GET|DELETE /hub/api/users/{name}/manage-volumes`` (default server's set) and
+``GET|DELETE /hub/api/users/{name}/servers/{server}/manage-volumes`` (a named
+server's set; differs from the default one only where names use
+``{servername}``).
+
+Authorization: the custom scope ``custom:jupyterhub-ext:manage-volumes``
+filtered to the user (every user has it on themself, the
+``jupyterhub-ext-admin`` role on everyone). Custom scopes are defined when the
+hub starts, after this module is imported, so it is checked at run time.
+
+A reset takes the user's lock (the one ``ExtDockerSpawner.start`` holds while
+it creates volumes and the container) and, under it, checks that no server of
+that user which mounts the chosen volumes is running, pending or restarting.
+A start arriving meanwhile waits for the reset and then gets fresh volumes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from .. import volume_ops
+from ..audit import audit
+from ..locks import user_lock
+from ..scopes import MANAGE_VOLUMES, user_scope
+from ._common import actor_name, find_server, target_label
+from .restart import restart_in_progress
+
+ACTION = "reset-volumes"
+
+
+def busy_servers(user: Any, volume_names: set[str]) -> list[str]:
+    """Names of this user's servers that are active (or restarting) and mount any of these."""
+    busy = []
+    for name, spawner in list(user.spawners.items()):
+        if not (spawner.active or restart_in_progress(user.id, name)):
+            continue
+        mounted = getattr(spawner, "volume_names", None)
+        # a spawner that cannot tell us its volumes is assumed to mount them
+        if mounted is None or set(mounted().values()) & volume_names:
+            busy.append(name or "default")
+    return busy
+
+
+class ManageVolumesAPIHandler(APIHandler):
+    """GET: the volume set with existence and size; DELETE: reset chosen volumes."""
+
+    def _authorize(self, user_name: str, server_name: str) -> None:
+        """The same answers as JupyterHub's ``needs_scope`` for a user-filtered scope."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if self.has_scope(user_scope(MANAGE_VOLUMES, user_name)):
+            return
+        action = ACTION if self.request.method == "DELETE" else "list-volumes"
+        audit(
+            actor_name(self),
+            action,
+            target_label(user_name, server_name),
+            "refused",
+            reason=f"no {MANAGE_VOLUMES} scope on this user",
+        )
+        if MANAGE_VOLUMES in getattr(self, "parsed_scopes", {}):
+            # the caller has it on someone else: do not reveal whether the user exists
+            raise web.HTTPError(404, "No access to resources or resources not found")
+        raise web.HTTPError(
+            403, f"Action is not authorized with current scopes; requires [{MANAGE_VOLUMES}]"
+        )
+
+    def _spawner_volumes(self, spawner: Any) -> tuple[list, dict[str, str]]:
+        if not hasattr(spawner, "volume_specs"):
+            raise web.HTTPError(
+                400, "This hub's spawner has no volume set (use jupyterhub_ext's ExtDockerSpawner)."
+            )
+        return spawner.volume_specs, spawner.volume_names()
+
+    async def get(self, user_name: str, server_name: str = "") -> None:
+        self._authorize(user_name, server_name)
+        user, spawner = find_server(self, user_name, server_name)
+        specs, names = self._spawner_volumes(spawner)
+        volumes = await volume_ops.list_volumes(
+            spawner.client, specs, names, pool_size=spawner.docker_pool_size
+        )
+        busy = busy_servers(user, {names[s.key] for s in specs if s.resettable})
+        self.write(
+            json.dumps(
+                {
+                    "user": user.name,
+                    "server_name": server_name,
+                    "volumes": volumes,
+                    # servers that must be stopped before a reset is possible
+                    "blocking_servers": busy,
+                }
+            )
+        )
+
+    async def delete(self, user_name: str, server_name: str = "") -> None:
+        self._authorize(user_name, server_name)
+        user, spawner = find_server(self, user_name, server_name)
+        actor, target = actor_name(self), target_label(user.name, server_name)
+        specs, names = self._spawner_volumes(spawner)
+        try:
+            keys = volume_ops.parse_reset_request(self.get_json_body(), specs)
+        except volume_ops.ResetRequestError as e:
+            audit(actor, ACTION, target, "refused", status=400, reason=str(e))
+            raise web.HTTPError(400, str(e)) from e
+        chosen = {names[k] for k in keys}
+
+        def refuse_if_busy() -> None:
+            busy = busy_servers(user, chosen)
+            if busy:
+                msg = (
+                    f"Stop these servers of {user.name} first, they use the chosen "
+                    f"volumes: {', '.join(busy)}"
+                )
+                audit(actor, ACTION, target, "refused", status=409, volumes=keys, reason=msg)
+                raise web.HTTPError(409, msg)
+
+        refuse_if_busy()  # answer at once instead of queueing behind a start
+        async with user_lock(user.id):
+            refuse_if_busy()  # what counts: nothing can start while we hold the lock
+            self.log.info("Resetting volumes %s of %s (holding the user lock)", keys, target)
+            results = await volume_ops.reset_volumes(
+                spawner.client,
+                [(k, names[k]) for k in keys],
+                owner_id=user.id,
+                pool_size=spawner.docker_pool_size,
+            )
+        ok = all(r.ok for r in results)
+        audit(
+            actor,
+            ACTION,
+            target,
+            "ok" if ok else "failed",
+            volumes={r.key: r.status for r in results},
+            **({} if ok else {"errors": {r.key: r.message for r in results if not r.ok}}),
+        )
+        self.set_status(200 if ok else 500)
+        self.write(
+            json.dumps(
+                {
+                    "user": user.name,
+                    "server_name": server_name,
+                    "ok": ok,
+                    "message": "Volumes reset; the next start creates them empty."
+                    if ok
+                    else "Some volumes could not be reset; see each volume's message.",
+                    "volumes": [r.as_json() for r in results],
+                }
+            )
+        )
