@@ -20,6 +20,14 @@ def template_path() -> str:
     raise FileNotFoundError(f"jupyterhub_ext templates not found next to {here}")
 
 
+# Import the submodule ``jupyterhub_ext.setup`` now, before the function of
+# the same name is defined: the first import of a submodule binds it as an
+# attribute of the package, which would otherwise replace ``setup()`` with the
+# module the first time anything imports ``jupyterhub_ext.setup`` (and a
+# second ``jupyterhub_ext.setup(c)`` in one process would fail).
+from . import setup as _setup_module  # noqa: E402
+
+
 def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
     """Wire jupyterhub_ext into a hub: call it at the end of jupyterhub_config.py.
 
@@ -27,9 +35,7 @@ def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
     so a mistake stops the hub at start-up with a message naming the entry,
     not at someone's first spawn.
     """
-    from .setup import apply
-
-    apply(c)
+    _setup_module.apply(c)
 
 
 __all__ = ["__version__", "setup", "template_path"]
