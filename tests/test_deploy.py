@@ -410,7 +410,7 @@ def test_hub_image_runs_a_hub(docker_client, hub_image, lab_image, run_prefix, t
         # the managed idle culler is running inside the hub container
         services = s.get(f"{url}/hub/api/services", timeout=10).json()
         assert services["idle-culler"]["pid"], services
-        top = hub.top(ps_args="-eo args")
+        top = hub.top(ps_args="-eo pid,args")
         assert any("jupyterhub_idle_culler" in " ".join(p) for p in top["Processes"]), top
 
         # a real server, spawned by the hub in the image through the socket

@@ -37,7 +37,7 @@ for v in $volumes; do
   docker run --rm --network none \
     --mount "type=volume,src=$v,dst=/data,readonly" \
     --mount "type=bind,src=$dest,dst=/backup" \
-    "$helper" tar --create --gzip --numeric-owner --preserve-permissions \
+    "$helper" tar --create --gzip --format=posix --numeric-owner --preserve-permissions \
       --file "/backup/$v.tar.gz" --directory /data .
 done
 
