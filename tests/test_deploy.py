@@ -561,3 +561,94 @@ def test_backup_and_restore_one_users_volumes(docker_client, images, run_prefix,
     )
     assert r.returncode == 1 and "checksums" in r.stderr
     assert _run(docker_client, base, cache, LISTING, True) == before[cache]
+
+
+# -- deploy/ops/audit-to-json.py ----------------------------------------------------
+
+
+def _audit_tool():
+    spec = importlib.util.spec_from_file_location(
+        "audit_to_json", DEPLOY / "ops" / "audit-to-json.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_audit_to_json_reads_every_line_style(tmp_path):
+    tool = _audit_tool()
+    lines = [
+        # the deploy config's file format, plain-word values
+        '2025-01-15 10:00:01,123 INFO audit actor=admin action=reset-volumes target=alice '
+        'result=ok volumes={"cache": "reset"} seconds=1.5',
+        # the hub's log format, JSON-quoted values
+        '[I 2025-01-15 10:00:02.000 JupyterHub audit:40] AUDIT actor="admin" '
+        'action="broadcast" target="all running servers" result="ok" total=3',
+        "[I 2025-01-15 10:00:03.000 JupyterHub log:192] 200 GET /hub/api/ (admin@127.0.0.1)",
+        # values that look like the start of a number, a name with a quote in it
+        '2025-01-16 11:00:00,000 INFO audit actor=bob action=restart-server target=alice/gpu '
+        'result=refused job=7c4e6313 when=2025-01-15 reason="said \\"hi\\" target=x"',
+    ]
+    recs = list(tool.records(lines))
+    assert len(recs) == 3
+    assert recs[0] == {
+        "time": "2025-01-15 10:00:01",
+        "actor": "admin",
+        "action": "reset-volumes",
+        "target": "alice",
+        "result": "ok",
+        "volumes": {"cache": "reset"},
+        "seconds": 1.5,
+    }
+    assert recs[1]["target"] == "all running servers" and recs[1]["total"] == 3
+    assert recs[2]["job"] == "7c4e6313" and recs[2]["when"] == "2025-01-15"
+    assert recs[2]["reason"] == 'said "hi" target=x' and recs[2]["target"] == "alice/gpu"
+
+    log = tmp_path / "audit.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        [sys.executable, DEPLOY / "ops" / "audit-to-json.py", "--target", "alice", str(log)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    import json
+
+    assert [json.loads(x)["action"] for x in out] == ["reset-volumes", "restart-server"]
+    out = subprocess.run(
+        [sys.executable, DEPLOY / "ops" / "audit-to-json.py", "--since", "2025-01-16", str(log)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert [json.loads(x)["actor"] for x in out] == ["bob"]
+
+
+def test_audit_to_json_reads_the_real_helper():
+    try:
+        from jupyterhub_ext.audit import audit
+    except ImportError:
+        pytest.skip("jupyterhub_ext.audit lands with the features")
+    tool = _audit_tool()
+    captured: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(self.format(record))
+
+    handler = Keep()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("jupyterhub_ext.audit")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        audit("admin", "rename-user", "alice", "started", new_name="alice.b", volumes=["v 1"])
+        audit('eve "x" action=forged', "broadcast", ["alice", "bob/gpu"], "ok", total=2)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    recs = list(tool.records(captured))
+    assert recs[0]["actor"] == "admin" and recs[0]["new_name"] == "alice.b"
+    assert recs[0]["volumes"] == ["v 1"]
+    assert recs[1]["actor"] == 'eve "x" action=forged' and recs[1]["action"] == "broadcast"
