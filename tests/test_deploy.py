@@ -254,7 +254,8 @@ def node_image(docker_client, images) -> str:
     assert (chp_dir / "package.json").is_file(), chp_dir
     base = _load_build_image().ensure_base(docker_client)
     version = subprocess.run([str(node), "--version"], capture_output=True, text=True).stdout
-    tag = f"jupyterhub-ext/test-node:{_digest(base, version, (chp_dir / 'package.json').read_bytes())}"
+    chp_version = (chp_dir / "package.json").read_bytes()
+    tag = f"jupyterhub-ext/test-node:{_digest(base, version, chp_version)}"
     try:
         docker_client.images.get(tag)
         return tag
@@ -425,9 +426,12 @@ def test_hub_image_runs_a_hub(docker_client, hub_image, lab_image, run_prefix, t
             time.sleep(0.5)
         r = s.get(f"{url}/user/alice/api/status", timeout=20)
         assert r.status_code == 200, r.text
-        assert docker_client.volumes.get(f"{prefix}-alice-home").attrs["Labels"][
-            "jupyterhub-ext.owner-name"
-        ] == "alice"
+        assert (
+            docker_client.volumes.get(f"{prefix}-alice-home").attrs["Labels"][
+                "jupyterhub-ext.owner-name"
+            ]
+            == "alice"
+        )
         s.delete(f"{url}/hub/api/users/alice/server", timeout=60)
 
         # the hub's state and the audit log are in the data volume
@@ -557,7 +561,10 @@ def test_backup_and_restore_one_users_volumes(docker_client, images, run_prefix,
     with open(backup / f"{cache}.tar.gz", "ab") as f:
         f.write(b"garbage")
     r = subprocess.run(
-        [scripts / "restore-user-volumes.sh", backup, cache], env=env, capture_output=True, text=True
+        [scripts / "restore-user-volumes.sh", backup, cache],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1 and "checksums" in r.stderr
     assert _run(docker_client, base, cache, LISTING, True) == before[cache]
@@ -579,14 +586,14 @@ def test_audit_to_json_reads_every_line_style(tmp_path):
     tool = _audit_tool()
     lines = [
         # the deploy config's file format, plain-word values
-        '2025-01-15 10:00:01,123 INFO audit actor=admin action=reset-volumes target=alice '
+        "2025-01-15 10:00:01,123 INFO audit actor=admin action=reset-volumes target=alice "
         'result=ok volumes={"cache": "reset"} seconds=1.5',
         # the hub's log format, JSON-quoted values
         '[I 2025-01-15 10:00:02.000 JupyterHub audit:40] AUDIT actor="admin" '
         'action="broadcast" target="all running servers" result="ok" total=3',
         "[I 2025-01-15 10:00:03.000 JupyterHub log:192] 200 GET /hub/api/ (admin@127.0.0.1)",
         # values that look like the start of a number, a name with a quote in it
-        '2025-01-16 11:00:00,000 INFO audit actor=bob action=restart-server target=alice/gpu '
+        "2025-01-16 11:00:00,000 INFO audit actor=bob action=restart-server target=alice/gpu "
         'result=refused job=7c4e6313 when=2025-01-15 reason="said \\"hi\\" target=x"',
     ]
     recs = list(tool.records(lines))

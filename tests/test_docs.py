@@ -160,7 +160,8 @@ def test_config_reference_lists_every_trait(built_docs):
         first_paragraph = plain(inspect.cleandoc(trait.help).split("\n\n")[0])
         # compared without whitespace: markup boundaries add or drop spaces
         if re.sub(r"\s", "", first_paragraph[:60]) not in re.sub(r"\s", "", plain(text)):
-            problems.append(f"{cls.__name__}.{name}: help text not shown ({first_paragraph[:60]!r})")
+            shown = first_paragraph[:60]
+            problems.append(f"{cls.__name__}.{name}: help text not shown ({shown!r})")
     assert not problems, "configuration reference is missing:\n" + "\n".join(problems)
 
 
@@ -273,3 +274,37 @@ def test_every_recipe_is_on_the_authentication_page():
     page = (DOCS / "authentication.md").read_text()
     for recipe in sorted((DOCS / "recipes").glob("*.py")):
         assert "literalinclude} recipes/" + recipe.name in page, recipe.name
+
+
+# -- what the pages point at exists -------------------------------------------------
+
+# Files the pages tell admins to create themselves, or that land from other work.
+NOT_IN_REPO = {
+    "deploy/auth.py",  # the admin copies a recipe there
+    "deploy/wheels/jupyterhub_ext-*.whl",  # built by the admin
+    "scripts/demo.sh",  # the demo command, owned by the README's author
+}
+
+
+def test_paths_named_in_the_pages_exist():
+    pages = sorted(DOCS.glob("*.md")) + sorted(DOCS.glob("*/*.md"))
+    named = set()
+    for page in pages:
+        named |= set(
+            re.findall(r"(?:scripts|deploy|images|docs)/[A-Za-z0-9_./*-]+", page.read_text())
+        )
+    missing = sorted(
+        p
+        for p in named
+        if p.rstrip("/.") not in NOT_IN_REPO and not (ROOT / p.rstrip(".")).exists()
+    )
+    assert not missing, f"pages name files that do not exist: {missing}"
+
+
+def test_getting_started_matches_the_example_config():
+    page = (DOCS / "getting-started.md").read_text()
+    config = (ROOT / "jupyterhub_config.example.py").read_text()
+    for var in ("JUPYTERHUB_SINGLEUSER_IMAGE", "JUPYTERHUB_BIND_URL"):
+        assert var in page and var in config, var
+    assert "cleanup_servers = False" in config
+    assert "http://127.0.0.1:8000" in config and "http://127.0.0.1:8000" in page

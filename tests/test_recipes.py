@@ -172,7 +172,6 @@ async def test_google_allowlist_recipe(tmp_path, recipe_env):
     assert {"alice@example.org", "bob@example.org"} <= auth.allowed_users
     assert not any("#" in u or " " in u for u in auth.allowed_users)
 
-
     def model(email: str) -> dict:
         user = {"email": email, "domain": email.split("@")[1], "verified_email": True}
         return {"name": email, "admin": False, "auth_state": {auth.user_auth_state_key: user}}

@@ -26,7 +26,8 @@ c.GenericOAuthenticator.username_claim = "preferred_username"
 # Groups come from the provider's "groups" claim at every login. This replaces
 # ALL of the user's hub groups, including jupyterhub_ext's (docker-sock,
 # jupyterhub-ext-admins, ...): grant those in the provider, not on the admin page.
-c.GenericOAuthenticator.manage_groups = True
+# (set on Authenticator, where jupyterhub_ext's setup looks for it too)
+c.Authenticator.manage_groups = True
 c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
 c.GenericOAuthenticator.allowed_groups = {"jupyterhub-users", "jupyterhub-ext-admins"}
 # Members of this provider group become hub admins AND get jupyterhub_ext's

@@ -15,7 +15,8 @@ c.GitLabOAuthenticator.oauth_callback_url = os.environ["OAUTH_CALLBACK_URL"]
 c.GitLabOAuthenticator.client_id = os.environ["GITLAB_CLIENT_ID"]
 c.GitLabOAuthenticator.client_secret = os.environ["GITLAB_CLIENT_SECRET"]
 
-c.GitLabOAuthenticator.allowed_gitlab_groups = set(os.environ["JUPYTERHUB_GITLAB_GROUPS"].split(","))
+groups = os.environ["JUPYTERHUB_GITLAB_GROUPS"]
+c.GitLabOAuthenticator.allowed_gitlab_groups = set(groups.split(","))
 # read_api lets the hub check group membership.
 c.GitLabOAuthenticator.scope = ["read_user", "read_api"]
 
