@@ -5,6 +5,7 @@ Build: ``sphinx-build -W -b html docs docs/_build/html`` (warnings are errors).
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -15,6 +16,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE / "_ext"))
 
 import jupyterhub_ext  # noqa: E402
+
+# accessible-pygments (a theme dependency) configures the root logger when
+# imported; keep alembic's start-up chatter (imported with JupyterHub) out of
+# the build output.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 project = "jupyterhub_ext"
 author = "jupyterhub_ext contributors"
@@ -35,14 +41,9 @@ myst_enable_extensions = ["colon_fence", "deflist", "fieldlist"]
 # Allow links like [text](page.md#a-heading)
 myst_heading_anchors = 3
 
-# Feature pages are written by the engineer who builds the feature; they may
-# reference screenshots saved by browser tests.
-html_theme = "pydata_sphinx_theme"
+# Furo shows the whole table of contents, with the index's captions as
+# sections, in the sidebar of every page.
+html_theme = "furo"
 html_title = f"jupyterhub_ext {release}"
 html_static_path: list[str] = []
-html_theme_options = {
-    "navigation_with_keys": False,
-    "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
-}
 html_show_sourcelink = False
