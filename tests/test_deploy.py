@@ -244,7 +244,7 @@ def _load_build_image():
 
 @pytest.fixture(scope="session")
 def node_image(docker_client, images) -> str:
-    """Stands in for node:20-bookworm-slim (no registry here): the host's node and CHP."""
+    """Stands in for node:22-bookworm-slim (no registry here): the host's node and CHP."""
     node = shutil.which("node")
     chp = shutil.which("configurable-http-proxy")
     if not node or not chp:
