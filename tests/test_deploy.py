@@ -297,11 +297,12 @@ def hub_image(docker_client, hub_wheels, node_image, tmp_path_factory) -> str:
     )
     # keep one cached hub test image, not one per code change
     for img in docker_client.images.list("jupyterhub-ext/hub-test"):
-        if tag not in img.tags:
-            try:
-                docker_client.images.remove(img.id, force=True)
-            except docker.errors.APIError:
-                pass
+        for old in img.tags:
+            if old != tag:
+                try:
+                    docker_client.images.remove(old)
+                except docker.errors.APIError:
+                    pass
     return tag
 
 
