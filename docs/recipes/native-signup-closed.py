@@ -1,0 +1,16 @@
+# Login recipe: NativeAuthenticator with sign-up switched off.
+#
+# Use it once everybody has an account (for example after a term's
+# registration week): /hub/signup answers 404 and no new account can be made,
+# not even by an admin. Existing accounts keep logging in; admins still reset
+# passwords on /hub/change-password/<name> and approve or block people on
+# /hub/authorize. Switch `enable_signup` back on to onboard someone new.
+import os
+
+c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
+
+c.JupyterHub.authenticator_class = "native"
+c.NativeAuthenticator.enable_signup = False
+
+c.Authenticator.admin_users = set(os.environ.get("JUPYTERHUB_ADMIN_USERS", "admin").split(","))
+c.Authenticator.allow_all = True
