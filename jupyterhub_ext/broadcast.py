@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from traitlets import Float, Int, Unicode
-from traitlets.config import Configurable, LazyConfigValue
+from traitlets.config import Configurable
+
+from .configutil import configured
 
 VARIANTS = ("default", "info", "success", "warning", "error", "in-progress")
 DEFAULT_VARIANT = "info"
@@ -206,10 +208,7 @@ def parse_broadcast(body: Any, *, max_length: int) -> BroadcastRequest:
 
 
 def _configured_list(c: Any, name: str) -> list:
-    value = c.JupyterHub[name] if name in c.JupyterHub else []
-    if isinstance(value, LazyConfigValue):  # c.JupyterHub.services.append(...)
-        value = value.get_value([])
-    return list(value)
+    return list(configured(c, "JupyterHub", name, []))
 
 
 def configure(c: Any, *, service_name: str) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from traitlets.config import LazyConfigValue
-
 from . import broadcast, gpu, grants, scopes, template_path
+from .configutil import any_section, configured
 from .handlers import default_handlers
 from .storage import check_at_hub_start
 from .volumes import parse_volume_set
@@ -19,16 +18,6 @@ from .volumes import parse_volume_set
 SPAWNER_SECTIONS = ("ExtDockerSpawner",)
 # sections whose values reach ExtDockerSpawner's traits, lowest precedence first
 TRAIT_SECTIONS = ("Spawner", "DockerSpawner", "ExtDockerSpawner")
-
-
-def configured(c: Any, section: str, name: str, default: Any = None) -> Any:
-    """A value set in config, without creating traitlets' lazy placeholders."""
-    sub = c[section] if section in c else {}
-    value = sub[name] if name in sub else default
-    if isinstance(value, LazyConfigValue):
-        # e.g. the admin wrote c.JupyterHub.template_paths.append(...)
-        value = value.get_value(default)
-    return value
 
 
 def hook_logging(app_logger: str = "JupyterHub") -> None:
@@ -88,7 +77,8 @@ def configure_groups(c: Any) -> None:
     authenticator that manages groups (``manage_groups``), JupyterHub refuses
     ``load_groups``; then they are created at the first spawn.
     """
-    if configured(c, "Authenticator", "manage_groups", False):
+    # the authenticator's own section counts too (c.GenericOAuthenticator...)
+    if any_section(c, "manage_groups", "Authenticator"):
         return
     names = [
         spawner_setting(c, "docker_sock_group", grants.DEFAULT_SOCK_GROUP),

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .configutil import configured
+
 MANAGE_VOLUMES = "custom:jupyterhub-ext:manage-volumes"
 BROADCAST = "custom:jupyterhub-ext:broadcast"
 
@@ -41,15 +43,15 @@ def user_scope(scope: str, user_name: str) -> str:
 
 def configure(c: Any, *, admin_users: set[str]) -> None:
     """Define our scopes and roles in a hub's config (called by ``setup``)."""
-    scopes = dict(c.JupyterHub.custom_scopes) if "custom_scopes" in c.JupyterHub else {}
+    scopes = dict(configured(c, "JupyterHub", "custom_scopes", {}))
     scopes.update(CUSTOM_SCOPES)
     c.JupyterHub.custom_scopes = scopes
 
-    extra = set(c.JupyterHub.extra_user_scopes) if "extra_user_scopes" in c.JupyterHub else set()
+    extra = set(configured(c, "JupyterHub", "extra_user_scopes", set()))
     extra.add(f"{MANAGE_VOLUMES}!user")
     c.JupyterHub.extra_user_scopes = extra
 
-    roles = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
+    roles = list(configured(c, "JupyterHub", "load_roles", []))
     names = {r["name"] for r in roles}
     if ADMIN_ROLE not in names:
         roles.append(
