@@ -243,7 +243,7 @@ def test_setup_survives_importing_its_module():
 
     from traitlets.config import Config
 
-    importlib.import_module("jupyterhub_ext.setup")
+    importlib.import_module("jupyterhub_ext.hubsetup")
     assert callable(jupyterhub_ext.setup)
     for _ in range(2):
         c = Config()

@@ -137,11 +137,15 @@ c.ExtDockerSpawner.group_overrides = {{
     assert hub.server("alice") is None
 
     lines = audit_lines(hub)
-    assert any("actor=alice action=restart-server target=alice result=ok" in line for line in lines)
-    assert any("target=alice result=failed" in line and "stage=start" in line for line in lines)
-    assert any("target=alice/lab result=ok" in line for line in lines)
-    assert any("target=alice result=refused" in line and "status=409" in line for line in lines)
-    assert any("target=alice result=refused" in line and "status=400" in line for line in lines)
+    assert any(
+        'actor="alice" action="restart-server" target="alice" result="ok"' in line for line in lines
+    )
+    assert any(
+        'target="alice" result="failed"' in line and 'stage="start"' in line for line in lines
+    )
+    assert any('target="alice/lab" result="ok"' in line for line in lines)
+    assert any('target="alice" result="refused"' in line and "status=409" in line for line in lines)
+    assert any('target="alice" result="refused"' in line and "status=400" in line for line in lines)
 
 
 def test_reset_volumes_api(make_hub, docker_client, lab_image):
@@ -287,13 +291,13 @@ def test_reset_volumes_api(make_hub, docker_client, lab_image):
 
     lines = audit_lines(hub)
     assert any(
-        "actor=alice action=reset-volumes target=alice result=ok" in line
+        'actor="alice" action="reset-volumes" target="alice" result="ok"' in line
         and '"home": "reset"' in line
         for line in lines
     )
-    assert any("action=reset-volumes" in line and "result=failed" in line for line in lines)
+    assert any('action="reset-volumes"' in line and 'result="failed"' in line for line in lines)
     assert any(
-        "action=reset-volumes" in line and "result=refused" in line and "status=409" in line
+        'action="reset-volumes"' in line and 'result="refused"' in line and "status=409" in line
         for line in lines
     )
 
@@ -355,7 +359,7 @@ c.ExtDockerSpawner.volume_set = {{
     assert "marker" not in out and "many" not in out, out  # both fresh, never one of them
     # the start created its volumes only after the reset had finished
     log = hub.log_text()[log_mark:]
-    reset_end = log.index("action=reset-volumes target=alice result=ok")
+    reset_end = log.index('action="reset-volumes" target="alice" result="ok"')
     for key in ("home", "cache"):
         assert log.index(f"Created volume {hub.prefix}-alice-{key} ({key})") > reset_end
 
