@@ -42,6 +42,15 @@ def apply(c: Any) -> None:
         admin_users=set(configured(c, "Authenticator", "admin_users", set())),
     )
 
+    # Rename: the journal table (created by JupyterHub with its own tables),
+    # the listeners that keep NativeAuthenticator's row with the user's name,
+    # and resuming renames a crash interrupted once the hub is up.
+    from . import rename, rename_db
+
+    rename_db.install()
+    rename_db.set_core_rename_hook(rename.on_core_rename)
+    rename.schedule_recovery()
+
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")
         if raw is not None:

@@ -17,9 +17,15 @@ import docker
 from dockerspawner import DockerSpawner
 from traitlets import Dict, Int, List, Unicode, Union, default, validate
 
-from . import dockerpool, netutil, objects
+from . import dockerpool, netutil, objects, rename, volcopy
 from .locks import user_lock
-from .volumes import VolumeSetError, VolumeSpec, parse_volume_set, volume_labels
+from .volumes import (
+    LABEL_OWNER_NAME,
+    VolumeSetError,
+    VolumeSpec,
+    parse_volume_set,
+    volume_labels,
+)
 
 DEFAULT_VOLUME_SET = {
     "home": {
@@ -83,6 +89,16 @@ class ExtDockerSpawner(DockerSpawner):
         With ``network_name = "host"``: the address single-user servers bind
         to and the hub connects to. Each server gets a free port on it.
         Keep the loopback default unless the proxy runs on another host.
+        """,
+    ).tag(config=True)
+
+    helper_image = Unicode(
+        "",
+        help="""
+        Image for short-lived helper containers that copy and check volume
+        data (user rename). Runs as root with no network; needs ``sh``,
+        GNU ``cp``/``du``/``sync`` and ``python3``. Empty: the spawner's
+        ``image``, which is already on this host.
         """,
     ).tag(config=True)
 
@@ -227,19 +243,50 @@ class ExtDockerSpawner(DockerSpawner):
 
     # -- lifecycle ----------------------------------------------------------
 
+    async def _follow_rename(self) -> None:
+        """Move data of a finished or interrupted rename, and drop names cached for the old name.
+
+        Called with the user's lock held, before the volumes are ensured: a
+        user renamed through JupyterHub's own API gets their volumes moved here
+        at the latest, and a spawner object made before the rename must not
+        create or mount anything under the old name.
+        """
+        await rename.settle_locked(self.user.db, self.user, except_spawner=self)
+        if self._escaped_name is not None and self._escaped_name != self.escape(self.user.name):
+            self._escaped_name = None
+        expected = self._object_name_default()
+        if self.object_name != expected:
+            info = await volcopy.container_or_none(self.client, self.object_name)
+            labels = (info or {}).get("Config", {}).get("Labels") or {}
+            if info is None or labels.get(LABEL_OWNER_NAME, self.user.name) != self.user.name:
+                self.log.info(
+                    "Not reusing %s (made for another user name); next: %s",
+                    self.object_name,
+                    expected,
+                )
+                self.object_name = expected
+                self.object_id = ""
+
     async def start(self) -> tuple[str, int]:
+        running = rename.api_job_running(self.user.db, self.user.id)
+        if running is not None:
+            raise RuntimeError(
+                f"{self.user.name} is being renamed to {running.new_name}; "
+                "start the server when the rename has finished."
+            )
         if self.host_network:
             self.ip = self.host_network_ip
             self.port = netutil.reserve_port(self.host_network_ip)
-        # Wait for any volume reset or rename of this user to finish first.
-        async with user_lock(self.user.id):
-            await self.ensure_volumes()
-            try:
+        try:
+            # Wait for any volume reset or rename of this user to finish first.
+            async with user_lock(self.user.id):
+                await self._follow_rename()
+                await self.ensure_volumes()
                 return await super().start()
-            except Exception:
-                if self.host_network:
-                    netutil.release_port(self.port)
-                raise
+        except Exception:
+            if self.host_network:
+                netutil.release_port(self.port)
+            raise
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)

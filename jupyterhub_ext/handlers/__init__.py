@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from . import rename
+
 
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
-    return []
+    routes: list[tuple] = []
+    routes.extend(rename.handlers())
+    return routes
