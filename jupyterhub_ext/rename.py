@@ -112,6 +112,20 @@ def container_name(spawner: Any, user_name: str) -> str:
     return spawner.name_template.format(**namespace(spawner, user_name))
 
 
+_MARK = "\x00"
+
+
+def static_head(template: str, ns: dict[str, str]) -> str:
+    """The part of a rendered name that comes before the user name.
+
+    Labels are not unique to one hub: two hubs on one engine both have a user
+    id 2. Objects found by owner labels are only ours if their name starts
+    with this (e.g. ``jupyterhub-user-`` or ``{prefix}-``).
+    """
+    marked = {**ns, "username": _MARK, "safe_username": _MARK, "raw_username": _MARK}
+    return template.format(**marked).split(_MARK, 1)[0]
+
+
 @dataclass
 class Plan:
     """What a rename moves; ``to_json`` goes into the journal."""
@@ -214,12 +228,20 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
             return None
         return spec.key, server, spec.render_name(namespace(sp, new_name, server))
 
+    # volumes of this hub only: their name starts like one of our templates
+    heads = {
+        static_head(spec.name, namespace(sp, old_name))
+        for sp in spawners
+        for spec in sp.volume_specs
+        if spec.per_user
+    }
     found = await volcopy.call(
         api,
         "volumes",
         filters={"label": [f"{LABEL_OWNER_ID}={user.id}", f"{LABEL_OWNER_NAME}={old_name}"]},
     )
-    moves, plan.left = plan_moves_pure(template_moves, found.get("Volumes") or [], resolve)
+    ours = [v for v in found.get("Volumes") or [] if any(v["Name"].startswith(h) for h in heads)]
+    moves, plan.left = plan_moves_pure(template_moves, ours, resolve)
 
     for move in moves:
         old = await volcopy.volume_or_none(api, move["old"])
@@ -249,9 +271,10 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
         all=True,
         filters={"label": [f"{LABEL_OWNER_ID}={user.id}", f"{LABEL_OWNER_NAME}={old_name}"]},
     )
+    container_heads = {static_head(sp.name_template, namespace(sp, old_name)) for sp in spawners}
     for c in labelled:
         name = c["Names"][0].lstrip("/")
-        if name not in plan.containers:
+        if name not in plan.containers and any(name.startswith(h) for h in container_heads):
             plan.containers.append(name)
     for name in plan.containers:
         info = await volcopy.container_or_none(api, name)

@@ -45,7 +45,10 @@ def apply(c: Any) -> None:
     # Rename: the journal table (created by JupyterHub with its own tables),
     # the listeners that keep NativeAuthenticator's row with the user's name,
     # and resuming renames a crash interrupted once the hub is up.
-    from . import rename, rename_db
+    from . import nativecompat, rename, rename_db
+
+    if nativecompat.uses_native(configured(c, "JupyterHub", "authenticator_class", "")):
+        nativecompat.apply()
 
     rename_db.install()
     rename_db.set_core_rename_hook(rename.on_core_rename)
