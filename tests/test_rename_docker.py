@@ -161,15 +161,23 @@ def test_rename_carries_login_and_every_file(make_hub, docker_client, lab_image)
 
 
 def test_refusals_change_nothing(make_hub, docker_client, lab_image):
-    hub = native_hub(make_hub)
+    hub = native_hub(make_hub, extra='c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}')
     p = hub.prefix
     for name in ("bob", "carol"):
         signup(hub, name, PASSWORD)
         assert can_login(hub, name, PASSWORD)
     # a sign-up without a hub user yet: the name is taken in NativeAuthenticator
     signup(hub, "pending", PASSWORD)
-    hub.spawn("bob")
+    # a pending, then a running server
+    r = hub.api("POST", "/users/bob/server")
+    assert r.status_code == 202, r.text  # slow_spawn_timeout=0: answered while pending
+    assert hub.user("bob")["pending"] == "spawn"
+    r = hub.api("PATCH", "/users/bob/rename", json={"new_name": "robert"})
+    assert r.status_code == 409 and "running or pending" in r.json()["message"], r.text
+    hub.wait_ready("bob")
     run_in(hub.container("bob"), "echo keep > ~/keep.txt")
+    r = hub.api("PATCH", "/users/bob/rename", json={"new_name": "robert"})
+    assert r.status_code == 409 and "Stop bob's server" in r.json()["message"], r.text
     hub.stop_server("bob")
     # a stray volume under a would-be new name
     docker_client.volumes.create(f"{p}-stray-home")
@@ -205,12 +213,6 @@ def test_refusals_change_nothing(make_hub, docker_client, lab_image):
         timeout=30,
     )
     assert r.status_code == 403
-
-    # a running (then a pending) server
-    hub.spawn("bob")
-    r = rename("bob", {"new_name": "robert"})
-    assert r.status_code == 409 and "Stop bob's server" in r.json()["message"]
-    hub.stop_server("bob")
 
     # nothing changed
     assert hub.user("bob")["name"] == "bob"
