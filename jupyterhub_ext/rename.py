@@ -62,7 +62,8 @@ from .volumes import (
     LABEL_SERVER_NAME,
 )
 
-log = logging.getLogger("jupyterhub_ext.rename")
+# a child of the hub's own logger, so lines show up formatted in the hub log
+log = logging.getLogger("JupyterHub").getChild("jupyterhub_ext.rename")
 
 # Test-only fault injection: a file listing checkpoints (one a line) at which
 # the hub kills itself or holds the copy, so crash recovery can be tested
@@ -80,6 +81,10 @@ class RenameError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class ServersRunning(RenameError):
+    """Data of a committed rename cannot move while a server uses it: not a failure."""
 
 
 def describe(e: BaseException) -> str:
@@ -294,9 +299,9 @@ def active_servers(user: Any, except_spawner: Any = None) -> list[str]:
     """Names of the user's servers that run or have something pending."""
     out = []
     for name, orm_sp in user.orm_spawners.items():
-        sp = dict.get(user.spawners, name)
-        if sp is not None and sp is except_spawner:
+        if except_spawner is not None and name == except_spawner.name:
             continue
+        sp = dict.get(user.spawners, name)
         if orm_sp.server is not None or (sp is not None and (sp.active or sp.pending)):
             out.append(name or "(default)")
     return out
@@ -596,7 +601,9 @@ async def _finish(ctx: _Ctx, job: RenameJob, user: Any, except_spawner: Any = No
         ctx.db.commit()
     busy = active_servers(user, except_spawner)
     if busy:
-        raise RenameError(409, f"server(s) {', '.join(busy)} of {user.name} still run")
+        raise ServersRunning(
+            409, f"stop the server(s) {', '.join(busy)} of {user.name} first; they use the data"
+        )
     for index, move in enumerate(job.plan.get("moves", [])):
         if move.get("state") in (VERIFIED, REMOVED):
             continue
@@ -701,8 +708,9 @@ async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -
                 message = describe(e)
                 if isinstance(e, SQLAlchemyError):
                     db.rollback()
-                job.error = message
-                db.commit()
+                if not isinstance(e, ServersRunning):
+                    job.error = message
+                    db.commit()
                 raise RenameError(
                     getattr(e, "status", 500),
                     f"{user.name} was renamed from {job.old_name}, but their data could "
@@ -713,13 +721,25 @@ async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -
 _settling: set[str] = set()
 
 
-async def settle(db: Session, user: Any) -> None:
-    """``settle_locked`` under the user's lock; errors are logged and kept in the journal."""
-    async with user_lock(user.id):
-        try:
-            await settle_locked(db, user)
-        except RenameError as e:
-            log.warning("rename of user %s not finished: %s", user.id, e.message)
+async def settle(db: Session, user: Any, attempts: int = 5, pause: float = 2.0) -> None:
+    """``settle_locked`` under the user's lock; errors are logged and kept in the journal.
+
+    While a server of the user is still stopping, try again a few times; the
+    next spawn finishes the job at the latest.
+    """
+    for attempt in range(attempts):
+        async with user_lock(user.id):
+            try:
+                await settle_locked(db, user)
+                return
+            except RenameError as e:
+                if not isinstance(e.__cause__, ServersRunning):
+                    log.warning("rename of user %s not finished: %s", user.id, e.message)
+                    return
+                if attempt == attempts - 1:
+                    log.info("%s: data moves at the next spawn (%s)", user.name, e.message)
+                    return
+        await asyncio.sleep(pause)
 
 
 def resume(db: Session, user: Any, job: RenameJob) -> None:
@@ -759,6 +779,24 @@ def recover_all(db: Session, users: Any) -> int:
     return len(jobs)
 
 
+def forget_spawner(spawner: Any) -> None:
+    """A server started under an old name has stopped: drop its spawner object.
+
+    Its proxy path, OAuth client and container name were made for the old
+    name; the next start gets a fresh spawner. Data of a rename made while it
+    ran moves now, in the background (or at the next spawn at the latest).
+    """
+    user = spawner.user
+    if dict.get(user.spawners, spawner.name) is spawner:
+        dict.pop(user.spawners, spawner.name, None)
+    if active_servers(user, except_spawner=spawner):
+        return
+    _pop_stale_spawners(user)
+    jobs = unfinished_jobs(user.db, user.id)
+    if jobs:
+        resume(user.db, user, jobs[-1])
+
+
 def on_core_rename(user_ids: list[int]) -> None:
     """After a commit that renamed users outside our API (called by the listener).
 
@@ -782,10 +820,11 @@ def _after_core_rename(user_ids: list[int]) -> None:
         user = app.users.get(uid)
         if user is None:
             continue
-        _pop_stale_spawners(user)
         if active_servers(user):
-            log.info("%s has a running server: data moves at the next spawn", user.name)
+            # its URL and proxy route stay until it stops (see forget_spawner)
+            log.info("%s has a running server: data moves once it stops", user.name)
             continue
+        _pop_stale_spawners(user)
         jobs = unfinished_jobs(app.db, uid)
         if jobs:
             resume(app.db, user, jobs[-1])

@@ -274,6 +274,7 @@ class ExtDockerSpawner(DockerSpawner):
                 f"{self.user.name} is being renamed to {running.new_name}; "
                 "start the server when the rename has finished."
             )
+        self._started_as = self.user.name
         if self.host_network:
             self.ip = self.host_network_ip
             self.port = netutil.reserve_port(self.host_network_ip)
@@ -288,10 +289,20 @@ class ExtDockerSpawner(DockerSpawner):
                 netutil.release_port(self.port)
             raise
 
+    _started_as: str | None = None
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        if self.object_id:  # a server that may still run, from before a hub restart
+            self._started_as = self.user.name
+
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
         if self.host_network:
             netutil.release_port(self.port)
+        if self._started_as is not None and self._started_as != self.user.name:
+            # renamed (JupyterHub's own API) while it ran
+            rename.forget_spawner(self)
 
 
 def validate_volume_set(raw: Any) -> list[VolumeSpec]:

@@ -331,11 +331,16 @@ def test_core_patch_keeps_login_and_data(make_hub, docker_client, lab_image):
     hub.stop_server("erin")
     before = volume_manifest(lab_image, f"{p}-erin-home")
 
-    # JupyterHub's own rename (what its admin page does)
+    # 1. JupyterHub's own rename (what its admin page does), server stopped
     r = hub.api("PATCH", "/users/erin", json={"name": "erika"})
     assert r.status_code == 200, r.text
     assert can_login(hub, "erika", PASSWORD)
     assert not can_login(hub, "erin", PASSWORD)
+    job = hub.api("GET", "/users/erika/rename").json()
+    assert job["source"] == "core" and job["old_name"] == "erin"
+    job, _ = wait_job(hub, "erika", job["id"], states=("done",), timeout=180)
+    assert volume_names(p) == {f"{p}-erika-home", f"{p}-erika-work"}
+    assert volume_manifest(lab_image, f"{p}-erika-home") == before
 
     # the 6.1.1 bug: repeating the name must not set it to NULL
     r = hub.api("PATCH", "/users/erika", json={"name": "erika", "admin": False})
@@ -343,19 +348,39 @@ def test_core_patch_keeps_login_and_data(make_hub, docker_client, lab_image):
     assert hub.user("erika")["name"] == "erika"
     assert "Refusing to set the name of user" in hub.log_text()
 
-    # the data follows (moved in the background, at the latest by the next spawn)
     hub.spawn("erika")
     c = hub.container("erika")
-    assert "erika" in c.name
-    code, out = run_in(c, "cat ~/mine.txt")
+    assert c.name == f"{p}-erika"
+    code, out = run_in(c, "cat ~/mine.txt && echo second > ~/second.txt")
     assert (code, out.strip()) == (0, "mine")
-    hub.stop_server("erika")
-    assert f"{p}-erin-home" not in volume_names(p)
-    assert volume_manifest(lab_image, f"{p}-erika-home") == before
-    job = hub.api("GET", "/users/erika/rename").json()
-    assert job["source"] == "core" and job["state"] == "done"
+
+    # 2. renamed by JupyterHub while the server runs: it keeps running where it
+    # is; its data moves once it has stopped, before the next spawn
+    r = hub.api("PATCH", "/users/erika", json={"name": "erika2"})
+    assert r.status_code == 200, r.text
+    job = hub.api("GET", "/users/erika2/rename").json()
+    assert job["state"] == "committed"
+    assert f"{p}-erika-home" in volume_names(p)  # still in use, not moved
+    assert can_login(hub, "erika2", PASSWORD)
+    hub.stop_server("erika2")
+    server = hub.spawn("erika2")
+    assert server["url"] == "/user/erika2/"
+    c = hub.container("erika2")
+    assert c.name == f"{p}-erika2"
+    code, out = run_in(c, "cat ~/mine.txt ~/second.txt")
+    assert (code, out.split()) == (0, ["mine", "second"])
+    token = hub.token_for("erika2")
+    r = hub.session.__class__().get(
+        f"{hub.url}/user/erika2/api/status", headers={"Authorization": f"token {token}"}
+    )
+    assert r.status_code == 200, r.text
+    hub.stop_server("erika2")
+    assert volume_names(p) == {f"{p}-erika2-home", f"{p}-erika2-work"}
+    job = hub.api("GET", "/users/erika2/rename", params={"id": job["id"]}).json()
+    assert job["state"] == "done", job
     log = hub.log_text()
     assert 'action="rename-user" target="erin" result="ok"' in log
+    assert 'action="rename-user" target="erika" result="ok"' in log
 
 
 def test_rename_page_in_browser(make_hub):
