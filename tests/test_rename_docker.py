@@ -213,6 +213,9 @@ def test_refusals_change_nothing(make_hub, docker_client, lab_image):
         timeout=30,
     )
     assert r.status_code == 403
+    # nor can a non-admin open the rename page
+    s = hub.login("carol", PASSWORD)
+    assert s.get(f"{hub.url}/hub/rename", timeout=30).status_code == 403
 
     # nothing changed
     assert hub.user("bob")["name"] == "bob"
@@ -422,8 +425,14 @@ def test_rename_page_in_browser(make_hub):
         page.click("#jhext-rename-submit")
         page.wait_for_selector("#jhext-rename-result.alert-success", timeout=180_000)
         text = page.inner_text("#jhext-rename-result")
-        assert "frank is now francis" in text and "1 volume(s)" in text
-        assert page.get_attribute("#jhext-rename-volumes .progress", "aria-valuenow") == "100"
+        assert "frank is now francis" in text and "2 volume(s)" in text
+        assert page.locator("#jhext-rename-volumes .progress").count() == 2
+        bars = page.locator("#jhext-rename-volumes .progress")
+        assert [bars.nth(i).get_attribute("aria-valuenow") for i in range(2)] == ["100", "100"]
+        # the page's history lists it after a reload
+        page.reload()
+        row = page.locator("#jhext-rename-recent tbody tr").first.inner_text()
+        assert "frank" in row and "francis" in row and "done" in row
         browser.close()
     assert hub.user("francis")["name"] == "francis"
     assert can_login(hub, "francis", PASSWORD)
