@@ -110,6 +110,10 @@ async def run_helper(
         await call(api, "start", cid)
         if started is not None:
             await started(cid)
+        # poll often at first (small volumes finish in well under a second),
+        # then once per POLL_SECONDS; progress at most once per POLL_SECONDS
+        interval = 0.05
+        next_progress = time.monotonic() + POLL_SECONDS
         while True:
             info = await call(api, "inspect_container", cid)
             state = info["State"]
@@ -118,9 +122,11 @@ async def run_helper(
                     raise CopyError(f"helper {name} ran out of memory")
                 exit_code = int(state["ExitCode"])
                 break
-            if while_running is not None:
+            if while_running is not None and time.monotonic() >= next_progress:
                 await while_running(cid)
-            await asyncio.sleep(POLL_SECONDS)
+                next_progress = time.monotonic() + POLL_SECONDS
+            await asyncio.sleep(interval)
+            interval = min(POLL_SECONDS, interval * 1.5)
         raw = await call(api, "logs", cid, stdout=True, stderr=True)
         return HelperResult(exit_code, raw.decode(errors="replace"))
     finally:

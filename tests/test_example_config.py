@@ -28,3 +28,10 @@ def test_example_config_is_accepted(tmp_path, monkeypatch):
     assert [v.key for v in specs][:2] == ["home", "cache"]
     assert app.config.ExtDockerSpawner.network_name == "host"
     assert "custom:jupyterhub-ext:manage-volumes" in app.custom_scopes
+
+
+def test_example_config_serves_the_rename(tmp_path, monkeypatch):
+    app = load(tmp_path, monkeypatch)
+    routes = {h[0] for h in app.extra_handlers}
+    assert r"/api/users/([^/]+)/rename" in routes and r"/rename" in routes
+    assert "c.ExtDockerSpawner.helper_image" in (ROOT / "jupyterhub_config.example.py").read_text()
