@@ -334,7 +334,6 @@ def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
 # -- live progress and running jobs ------------------------------------------------------
 
 _tasks: dict[str, asyncio.Task] = {}
-_task_users: dict[str, int] = {}
 _progress: dict[str, dict[str, Any]] = {}
 
 
@@ -365,7 +364,6 @@ def job_model(job: RenameJob) -> dict[str, Any]:
 def _spawn(key: str, user_id: int, coro: Any) -> asyncio.Task:
     task = asyncio.ensure_future(coro)
     _tasks[key] = task
-    _task_users[key] = user_id
 
     def done(t: asyncio.Task) -> None:
         if _tasks.get(key) is t:

@@ -24,7 +24,7 @@ from tornado import web
 from .. import rename
 from ..audit import audit
 from ..locks import user_lock
-from ..rename_db import COMMITTED, RenameJob, ensure_schema, latest_job, unfinished_jobs
+from ..rename_db import COMMITTED, DONE, RenameJob, ensure_schema, latest_job, unfinished_jobs
 
 
 class RenameAPIHandler(APIHandler):
@@ -66,17 +66,19 @@ class RenameAPIHandler(APIHandler):
             # re-issued after a crash past the commit point: the user already
             # has the new name; finish the job
             job = latest_job(self.db, user_name)
-            if (
-                job is not None
-                and job.state == COMMITTED
-                and job.old_name == user_name
-                and job.new_name == target
-            ):
+            if job is not None and (job.old_name, job.new_name) == (user_name, target):
+                if job.state == DONE:
+                    # already finished (e.g. by hub start): the same answer again
+                    return self.write(json.dumps(rename.job_model(job)))
                 user = self.find_user(target)
-                if user is not None:
+                if job.state == COMMITTED and user is not None:
                     rename.resume(self.db, user, job)
                     return self._accepted(job)
             self._refuse(404, f"No user named {user_name}.", user_name)
+
+        if user.admin and not self.current_user.admin:
+            # JupyterHub's own rule for PATCH /users/{name}
+            self._refuse(403, "Only admins can rename other admins.", user.name)
 
         pending = unfinished_jobs(self.db, user.id)
         if pending:
