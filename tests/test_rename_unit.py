@@ -157,3 +157,55 @@ def test_static_head_scopes_label_lookups_to_this_hub():
     assert static_head("{prefix}-{username}", ns) == "jupyter-"
     assert static_head("jupyterhub-user-{username}-cache", ns) == "jupyterhub-user-"
     assert static_head("{username}-home", ns) == ""
+
+
+def test_db_listeners_follow_native_row_guard_null_and_journal(tmp_path):
+    """The name listeners on a real JupyterHub database (no hub process)."""
+    import nativeauthenticator.orm as native
+    from jupyterhub import orm
+
+    from jupyterhub_ext import rename_db
+
+    rename_db.install()
+    db = orm.new_session_factory(f"sqlite:///{tmp_path}/jupyterhub.sqlite")()
+    user = orm.User(name="alice")
+    db.add(user)
+    db.add(native.UserInfo(username="alice", password=b"hash", is_authorized=True))
+    db.commit()
+
+    # a rename from anywhere: the login row follows, a core job is journalled
+    user.name = "alicia"
+    db.commit()
+    assert native.UserInfo.find(db, "alicia").is_authorized
+    assert native.UserInfo.find(db, "alice") is None
+    job = db.query(rename_db.RenameJob).one()
+    assert (job.old_name, job.new_name, job.source, job.state) == (
+        "alice",
+        "alicia",
+        "core",
+        "committed",
+    )
+
+    # JupyterHub 6.1.1's same-name PATCH assigns None: the name is kept
+    user.name = None
+    db.commit()
+    db.expire_all()
+    assert db.query(orm.User).one().name == "alicia"
+
+    # a sign-up already under the new name: the whole transaction is refused
+    db.add(native.UserInfo(username="bob", password=b"other"))
+    db.commit()
+    user.name = "bob"
+    with pytest.raises(rename_db.RenameConflict) as err:
+        db.commit()
+    assert err.value.status_code == 409
+    db.rollback()
+    assert user.name == "alicia" and native.UserInfo.find(db, "alicia") is not None
+
+    # our own engine's rename: the row follows, no second journal row
+    db.info[rename_db.OWN_RENAME] = {user.id: "job-key"}
+    user.name = "ally"
+    db.commit()
+    db.info.pop(rename_db.OWN_RENAME)
+    assert native.UserInfo.find(db, "ally") is not None
+    assert db.query(rename_db.RenameJob).count() == 1
