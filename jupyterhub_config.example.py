@@ -148,5 +148,14 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 #     },
 # ]
 
+# --- Rename users with their login and data (docs/features/rename.md) -------
+# Admins (scope admin:users) rename at /hub/rename, or with
+# PATCH /hub/api/users/{name}/rename {"new_name": "..."}. The user's
+# NativeAuthenticator password, spawner state and every per-user volume move to
+# the new name; volumes are copied, verified, and only then the old ones removed.
+# Renames through JupyterHub's own admin page keep the login and data as well.
+# The copy runs in helper containers of the single-user image unless set here:
+# c.ExtDockerSpawner.helper_image = "jupyterhub-ext/singleuser"
+
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

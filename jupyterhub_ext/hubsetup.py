@@ -52,6 +52,18 @@ def apply(c: Any) -> None:
     notifications = broadcast.NotificationsConfig(config=c)
     broadcast.configure(c, service_name=notifications.service_name)
 
+    # Rename: the journal table (created by JupyterHub with its own tables),
+    # the listeners that keep NativeAuthenticator's row with the user's name,
+    # and resuming renames a crash interrupted once the hub is up.
+    from . import nativecompat, rename, rename_db
+
+    if nativecompat.uses_native(configured(c, "JupyterHub", "authenticator_class", "")):
+        nativecompat.apply()
+
+    rename_db.install()
+    rename_db.set_core_rename_hook(rename.on_core_rename)
+    rename.schedule_recovery()
+
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")
         if raw is not None:

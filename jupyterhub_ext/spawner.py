@@ -31,11 +31,11 @@ from traitlets import (
     validate,
 )
 
-from . import dockerpool, gpu, grants, netutil, objects
+from . import dockerpool, gpu, grants, netutil, objects, rename, volcopy
 from .audit import audit
 from .locks import user_lock
 from .storage import StorageMixin
-from .volumes import VolumeSetError, VolumeSpec, parse_volume_set
+from .volumes import LABEL_OWNER_NAME, VolumeSetError, VolumeSpec, parse_volume_set
 
 DEFAULT_VOLUME_SET = {
     "home": {
@@ -303,6 +303,16 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         (non-root) user can use the socket. ``"auto"``: the group owning
         ``docker_sock_host_path`` as the hub sees it (nothing if the hub
         cannot see it); a number: that gid; ``None``: add nothing.
+        """,
+    ).tag(config=True)
+
+    helper_image = Unicode(
+        "",
+        help="""
+        Image for short-lived helper containers that copy and check volume
+        data (user rename). Runs as root with no network; needs ``sh``,
+        GNU ``cp``/``du``/``sync`` and ``python3``. Empty: the spawner's
+        ``image``, which is already on this host.
         """,
     ).tag(config=True)
 
@@ -604,24 +614,63 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
 
     # -- lifecycle ----------------------------------------------------------
 
+    async def _follow_rename(self) -> None:
+        """Move data of a finished or interrupted rename, and drop names cached for the old name.
+
+        Called with the user's lock held, before the volumes are ensured: a
+        user renamed through JupyterHub's own API gets their volumes moved here
+        at the latest, and a spawner object made before the rename must not
+        create or mount anything under the old name.
+        """
+        await rename.settle_locked(self.user.db, self.user, except_spawner=self)
+        if self._escaped_name is not None and self._escaped_name != self.escape(self.user.name):
+            self._escaped_name = None
+        expected = self._object_name_default()
+        if self.object_name != expected:
+            info = await volcopy.container_or_none(self.client, self.object_name)
+            labels = (info or {}).get("Config", {}).get("Labels") or {}
+            if info is None or labels.get(LABEL_OWNER_NAME, self.user.name) != self.user.name:
+                self.log.info(
+                    "Not reusing %s (made for another user name); next: %s",
+                    self.object_name,
+                    expected,
+                )
+                self.object_name = expected
+                self.object_id = ""
+
     async def start(self) -> tuple[str, int]:
+        running = rename.api_job_running(self.user.db, self.user.id)
+        if running is not None:
+            raise RuntimeError(
+                f"{self.user.name} is being renamed to {running.new_name}; "
+                "start the server when the rename has finished."
+            )
+        self._started_as = self.user.name
         # membership is read now, at every spawn: a restart applies group changes
         self._spawn_grants = None
         await self.spawn_grants()
         if self.host_network:
             self.ip = self.host_network_ip
             self.port = netutil.reserve_port(self.host_network_ip)
-        # Wait for any volume reset or rename of this user to finish first.
-        async with user_lock(self.user.id):
-            await self.ensure_volumes()
-            try:
+        try:
+            # Wait for any volume reset or rename of this user to finish first.
+            async with user_lock(self.user.id):
+                await self._follow_rename()
+                await self.ensure_volumes()
                 if not self.remove:
                     await self.drop_container_with_other_grants()
                 return await super().start()
-            except Exception:
-                if self.host_network:
-                    netutil.release_port(self.port)
-                raise
+        except Exception:
+            if self.host_network:
+                netutil.release_port(self.port)
+            raise
+
+    _started_as: str | None = None
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        if self.object_id:  # a server that may still run, from before a hub restart
+            self._started_as = self.user.name
 
     async def drop_container_with_other_grants(self) -> None:
         """With ``remove = False`` DockerSpawner restarts the old container as it was
@@ -666,6 +715,9 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         await super().stop(now=now)
         if self.host_network:
             netutil.release_port(self.port)
+        if self._started_as is not None and self._started_as != self.user.name:
+            # renamed (JupyterHub's own API) while it ran
+            rename.forget_spawner(self)
 
 
 def validate_volume_set(raw: Any) -> list[VolumeSpec]:

@@ -318,3 +318,73 @@ def cleanup_prefix(prefix: str) -> None:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1, sort_keys=True)
+
+
+# -- NativeAuthenticator and volume contents (rename tests) ---------------------
+
+
+def signup(hub: Hub, name: str, password: str) -> str:
+    """Sign up through NativeAuthenticator's own form; returns the page's message."""
+    s = requests.Session()
+    s.get(f"{hub.url}/hub/signup", timeout=30).raise_for_status()
+    r = s.post(
+        f"{hub.url}/hub/signup",
+        data={
+            "username": name,
+            "signup_password": password,
+            "signup_password_confirmation": password,
+            "_xsrf": s.cookies.get("_xsrf"),
+        },
+        timeout=30,
+    )
+    r.raise_for_status()
+    if "The signup was successful" not in r.text and "sent to the admin" not in r.text:
+        raise HubError(f"signup {name} failed: {r.text[:500]}")
+    return r.text
+
+
+def can_login(hub: Hub, name: str, password: str) -> bool:
+    try:
+        hub.login(name, password)
+    except HubError:
+        return False
+    return True
+
+
+def volume_manifest(image: str, volume: str) -> dict:
+    """jupyterhub_ext.treeverify's manifest of a volume, made in a root helper container."""
+    src = (ROOT / "jupyterhub_ext" / "treeverify.py").read_text()
+    client = docker.from_env(version="auto")
+    client.volumes.get(volume)  # raises NotFound: never let the mount create it
+    c = client.containers.create(
+        image,
+        entrypoint=["python3", "-c", src],
+        command=["manifest", "/v"],
+        user="0:0",
+        network_mode="none",
+        volumes={volume: {"bind": "/v", "mode": "ro"}},
+    )
+    try:
+        c.start()
+        status = c.wait(timeout=300)
+        out = c.logs(stdout=True, stderr=False)
+        if status["StatusCode"] != 0:
+            raise HubError(f"manifest of {volume}: {c.logs().decode(errors='replace')}")
+    finally:
+        c.remove(force=True)
+    return json.loads(out)
+
+
+def volume_names(prefix: str) -> set[str]:
+    client = docker.from_env(version="auto")
+    return {v.name for v in client.volumes.list() if v.name.startswith(prefix)}
+
+
+def wait_for(check, timeout: float = 120, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise HubError(f"timed out waiting for {what}")

@@ -44,3 +44,10 @@ def test_example_config_gpu_and_docker_access(tmp_path, monkeypatch):
 
     req = GpuRequest.from_config(spawner_cfg.gpu_count, [], spawner_cfg.gpu_capabilities)
     assert req.count == -1 and req.capabilities == ("compute", "utility")
+
+
+def test_example_config_serves_the_rename(tmp_path, monkeypatch):
+    app = load(tmp_path, monkeypatch)
+    routes = {h[0] for h in app.extra_handlers}
+    assert r"/api/users/([^/]+)/rename" in routes and r"/rename" in routes
+    assert "c.ExtDockerSpawner.helper_image" in (ROOT / "jupyterhub_config.example.py").read_text()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import notifications
+from . import notifications, rename
 
 
 def default_handlers() -> list[tuple]:
@@ -18,4 +18,5 @@ def default_handlers() -> list[tuple]:
         (r"/api/users/([^/]+)/servers/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
     ]
     routes.extend(notifications.default_handlers())
+    routes.extend(rename.handlers())
     return routes

@@ -1,0 +1,183 @@
+"""Admin rename: ``PATCH /hub/api/users/{name}/rename``, its status, and the page ``/hub/rename``.
+
+The work is done by :mod:`jupyterhub_ext.rename`; here are the HTTP rules:
+``admin:users`` on the user (scope-filtered like JupyterHub's own user API),
+400 for an invalid or unchanged name, 404 for an unknown user, 409 when the
+name is taken (hub user, NativeAuthenticator sign-up, volumes or a container
+under the new names) or a server of the user runs or is pending. A rename
+that passes answers 202 with the job; ``GET`` on the same path reports it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyterhub import orm
+from jupyterhub import scopes as hub_scopes
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.handlers import BaseHandler
+from jupyterhub.scopes import needs_scope
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from .. import rename
+from ..audit import audit
+from ..locks import user_lock
+from ..rename_db import COMMITTED, DONE, RenameJob, ensure_schema, latest_job, unfinished_jobs
+
+
+class RenameAPIHandler(APIHandler):
+    """Rename a user with their login and data; report a rename's progress."""
+
+    def _status_url(self, name: str, job: RenameJob) -> str:
+        return url_path_join(self.hub.base_url, "api/users", name, "rename") + f"?id={job.key}"
+
+    def _accepted(self, job: RenameJob) -> None:
+        self.set_status(202)
+        self.set_header("Location", self._status_url(job.new_name, job))
+        self.write(json.dumps(rename.job_model(job)))
+
+    def _refuse(self, status: int, message: str, target: str, **details: Any) -> None:
+        audit(self.current_user.name, "rename-user", target, "refused", status=status, **details)
+        raise web.HTTPError(status, message)
+
+    def _new_name_from_body(self) -> Any:
+        body = self.get_json_body()
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, 'Send a JSON object: {"new_name": "..."}')
+        unknown = set(body) - {"new_name", "name"}
+        if unknown:
+            raise web.HTTPError(
+                400, f"Unknown field(s) {sorted(unknown)}; only 'new_name' (or 'name') is read."
+            )
+        return body.get("new_name", body.get("name"))
+
+    @needs_scope("admin:users")
+    async def patch(self, user_name: str) -> None:
+        ensure_schema(self.db)
+        raw = self._new_name_from_body()
+        if not isinstance(raw, str) or not raw.strip():
+            self._refuse(400, 'Give the new name as {"new_name": "..."}.', user_name)
+        target = self.authenticator.normalize_username(raw)
+        user = self.find_user(user_name)
+
+        if user is None:
+            # re-issued after a crash past the commit point: the user already
+            # has the new name; finish the job
+            job = latest_job(self.db, user_name)
+            if job is not None and (job.old_name, job.new_name) == (user_name, target):
+                if job.state == DONE:
+                    # already finished (e.g. by hub start): the same answer again
+                    return self.write(json.dumps(rename.job_model(job)))
+                user = self.find_user(target)
+                if job.state == COMMITTED and user is not None:
+                    rename.resume(self.db, user, job)
+                    return self._accepted(job)
+            self._refuse(404, f"No user named {user_name}.", user_name)
+
+        if user.admin and not self.current_user.admin:
+            # JupyterHub's own rule for PATCH /users/{name}
+            self._refuse(403, "Only admins can rename other admins.", user.name)
+
+        pending = unfinished_jobs(self.db, user.id)
+        if pending:
+            job = pending[-1]
+            if job.new_name == target and (rename.running(job.key) or job.state == COMMITTED):
+                # the same rename again: resume it (or report the one in progress)
+                rename.resume(self.db, user, job)
+                return self._accepted(job)
+            if any(rename.running(j.key) for j in pending):
+                self._refuse(
+                    409,
+                    f"A rename of {user.name} to {job.new_name} is in progress (job {job.key}).",
+                    user.name,
+                )
+            # interrupted renames of this user: settle them before a new one
+            try:
+                async with user_lock(user.id):
+                    await rename.settle_locked(self.db, user)
+            except rename.RenameError as e:
+                self._refuse(409, e.message, user.name)
+
+        try:
+            target = rename.check_new_name(self.db, self.authenticator, user, raw)
+        except rename.RenameError as e:
+            self._refuse(e.status, e.message, user.name, new_name=target)
+        busy = rename.active_servers(user)
+        if busy:
+            self._refuse(
+                409,
+                f"Stop {user.name}'s server(s) first: {', '.join(busy)} running or pending.",
+                user.name,
+                new_name=target,
+            )
+        if user_lock(user.id).locked():
+            self._refuse(
+                409,
+                f"{user.name}'s server or volumes are being changed right now; try again.",
+                user.name,
+                new_name=target,
+            )
+        plan = await rename.plan_moves(user, user.name, target)
+        if plan.conflicts:
+            self._refuse(
+                409,
+                f"Cannot rename {user.name} to {target}: " + "; ".join(plan.conflicts),
+                user.name,
+                new_name=target,
+            )
+        job = await rename.start_rename(self.db, user, target, self.current_user.name, plan)
+        audit(
+            self.current_user.name,
+            "rename-user",
+            job.old_name,
+            "started",
+            new_name=target,
+            job=job.key,
+            volumes=[m["old"] for m in plan.moves],
+        )
+        self._accepted(job)
+
+    @needs_scope("admin:users")
+    async def get(self, user_name: str) -> None:
+        ensure_schema(self.db)
+        job = latest_job(self.db, user_name, self.get_argument("id", None))
+        if job is None:
+            raise web.HTTPError(404, f"No rename of {user_name} is recorded.")
+        self.write(json.dumps(rename.job_model(job)))
+
+
+class RenamePageHandler(BaseHandler):
+    """``/hub/rename``: pick a user, give the new name, watch the data move."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        if not hub_scopes.has_scope("admin:users", self.parsed_scopes, post_filter=True):
+            raise web.HTTPError(403, "Renaming users needs the admin:users scope.")
+        ensure_schema(self.db)
+        names = [
+            u.name
+            for u in self.db.query(orm.User).order_by(orm.User.name)
+            if self.has_scope(f"admin:users!user={u.name}")
+        ]
+        recent = [
+            rename.job_model(j)
+            for j in self.db.query(RenameJob).order_by(RenameJob.id.desc()).limit(20)
+            if self.has_scope(f"admin:users!user={j.new_name}")
+            or self.has_scope(f"admin:users!user={j.old_name}")
+        ]
+        html = await self.render_template(
+            "rename.html",
+            rename_users=names,
+            rename_selected=self.get_argument("user", ""),
+            rename_recent=recent,
+        )
+        self.finish(html)
+
+
+def handlers() -> list[tuple[str, type]]:
+    return [
+        (r"/api/users/([^/]+)/rename", RenameAPIHandler),
+        (r"/rename", RenamePageHandler),
+    ]

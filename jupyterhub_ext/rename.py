@@ -1,0 +1,858 @@
+"""Rename a hub user together with their login and their data: plan, journal, copy, finish.
+
+No Tornado here; handlers, the spawner and hub start-up call in.
+
+A rename through our API runs in two phases around one commit point:
+
+1. ``copying``: every per-user volume is copied to its name under the new
+   username (new volume, same labels with the owner name updated, plus the job
+   key), and the copy is verified. The old volumes are untouched.
+2. One database transaction: the hub's user row, NativeAuthenticator's
+   ``users_info`` row (by the listener in :mod:`rename_db`), the spawners'
+   state and the journal row (now ``committed``).
+3. Old stopped containers and the old volumes are removed; ``done``.
+
+After a crash the journal row and the user row agree on which side of the
+commit point we were: ``copying`` rolls back (the helper containers and the new
+volumes carrying this job's key are removed; the old data never changed);
+``committed`` goes forward (copies not yet verified are redone, then the old
+volumes are removed). That happens when the rename is re-run, at hub start,
+and at the user's next spawn, always under the user's lock.
+
+A rename made outside our API (JupyterHub's own PATCH or admin page) gets a
+``committed`` journal row from the listener; its volumes - found by name and
+by the owner-id + owner-name labels - are moved right after the commit when
+no server of the user runs, or at the next spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from . import dockerpool, volcopy
+from .audit import audit
+from .locks import user_lock
+from .rename_db import (
+    COMMITTED,
+    COPYING,
+    DONE,
+    OWN_RENAME,
+    ROLLED_BACK,
+    RenameJob,
+    ensure_schema,
+    native_row_taken,
+    new_key,
+    unfinished_jobs,
+)
+from .volumes import (
+    LABEL_KEY,
+    LABEL_OWNER_ID,
+    LABEL_OWNER_NAME,
+    LABEL_SERVER_NAME,
+)
+
+# a child of the hub's own logger, so lines show up formatted in the hub log
+log = logging.getLogger("JupyterHub").getChild("jupyterhub_ext.rename")
+
+# Test-only fault injection: a file listing checkpoints (one a line) at which
+# the hub kills itself or holds the copy, so crash recovery can be tested
+# deterministically. Unset in production; nothing is read then.
+FAULTS_ENV = "JUPYTERHUB_EXT_RENAME_FAULTS"
+
+# move states
+PLANNED, COPIED, VERIFIED, REMOVED = "planned", "copied", "verified", "removed"
+
+
+class RenameError(Exception):
+    """A rename that cannot go ahead; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ServersRunning(RenameError):
+    """Data of a committed rename cannot move while a server uses it: not a failure."""
+
+
+def describe(e: BaseException) -> str:
+    """A message for the journal and the page."""
+    if isinstance(e, RenameError):
+        return e.message
+    if getattr(e, "log_message", None):  # tornado HTTPError, e.g. RenameConflict
+        return str(e.log_message)
+    return f"{type(e).__name__}: {e}"
+
+
+# -- naming -------------------------------------------------------------------
+
+
+def _is_ext_spawner(spawner: Any) -> bool:
+    return hasattr(spawner, "volume_specs") and hasattr(spawner, "template_namespace")
+
+
+def namespace(spawner: Any, user_name: str, server_name: str | None = None) -> dict[str, str]:
+    """The spawner's template namespace as it would be for ``user_name``."""
+    ns = dict(spawner.template_namespace())
+    escaped = spawner.escape(user_name)
+    ns.update(username=escaped, safe_username=escaped, raw_username=user_name)
+    if server_name is not None:
+        ns.update(servername=spawner.escape(server_name.lower()), raw_servername=server_name)
+    return ns
+
+
+def container_name(spawner: Any, user_name: str) -> str:
+    return spawner.name_template.format(**namespace(spawner, user_name))
+
+
+_MARK = "\x00"
+
+
+def static_head(template: str, ns: dict[str, str]) -> str:
+    """The part of a rendered name that comes before the user name.
+
+    Labels are not unique to one hub: two hubs on one engine both have a user
+    id 2. Objects found by owner labels are only ours if their name starts
+    with this (e.g. ``jupyterhub-user-`` or ``{prefix}-``).
+    """
+    marked = {**ns, "username": _MARK, "safe_username": _MARK, "raw_username": _MARK}
+    return template.format(**marked).split(_MARK, 1)[0]
+
+
+@dataclass
+class Plan:
+    """What a rename moves; ``to_json`` goes into the journal."""
+
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+    left: list[dict[str, str]] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "planned": True,
+            "moves": self.moves,
+            "containers": self.containers,
+            "left": self.left,
+            "note": self.note,
+        }
+
+
+def plan_moves_pure(
+    template_moves: Iterable[dict[str, Any]],
+    labelled: Iterable[dict[str, Any]],
+    resolve_label: Callable[[dict[str, str]], tuple[str, str, str] | None],
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Combine moves from the name templates with volumes found by owner labels.
+
+    ``template_moves``: ``{key, server, old, new}`` from rendering the volume
+    set for both names. ``labelled``: Docker volume records owned by the user
+    under the old name. ``resolve_label(labels)`` gives ``(key, server, new
+    name)`` for a labelled volume, or None when its key is not in the set.
+    Returns (moves, volumes left in place with the reason).
+    """
+    moves: dict[str, dict[str, Any]] = {}
+    for m in template_moves:
+        if m["old"] != m["new"]:
+            moves.setdefault(m["old"], dict(m))
+    left: list[dict[str, str]] = []
+    for vol in labelled:
+        name = vol["Name"]
+        if name in moves:
+            continue
+        resolved = resolve_label(vol.get("Labels") or {})
+        if resolved is None:
+            key = (vol.get("Labels") or {}).get(LABEL_KEY, "?")
+            left.append({"name": name, "reason": f"key {key!r} is not in the volume set"})
+            continue
+        key, server, new = resolved
+        if new != name:
+            moves[name] = {"key": key, "server": server, "old": name, "new": new}
+    return sorted(moves.values(), key=lambda m: (m["key"], m["server"], m["old"])), left
+
+
+def _spawners(user: Any) -> list[Any]:
+    if not user.orm_spawners:
+        return [user.spawner]  # creates the default server's record, as the home page does
+    return [user.spawners[name] for name in sorted(user.orm_spawners)]
+
+
+def docker_api(user: Any) -> docker.APIClient:
+    for sp in _spawners(user) if user is not None else []:
+        if _is_ext_spawner(sp):
+            return sp.client
+    return dockerpool.client()
+
+
+async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "") -> Plan:
+    """Every volume and container of ``user`` that the rename old -> new touches.
+
+    Conflicts (a new name already used by something that is not this job's)
+    are listed in ``plan.conflicts``; nothing is changed here.
+    """
+    plan = Plan()
+    spawners = [sp for sp in _spawners(user) if _is_ext_spawner(sp)]
+    if not spawners:
+        plan.note = "the spawner is not ExtDockerSpawner: no volumes are moved"
+        return plan
+    api = spawners[0].client
+    by_server = {sp.name: sp for sp in spawners}
+
+    template_moves = []
+    for sp in spawners:
+        for spec in sp.volume_specs:
+            if not spec.per_user:
+                continue
+            template_moves.append(
+                {
+                    "key": spec.key,
+                    "server": sp.name if "{servername}" in spec.name else "",
+                    "old": spec.render_name(namespace(sp, old_name)),
+                    "new": spec.render_name(namespace(sp, new_name)),
+                }
+            )
+
+    def resolve(labels: dict[str, str]) -> tuple[str, str, str] | None:
+        server = labels.get(LABEL_SERVER_NAME, "")
+        sp = by_server.get(server, spawners[0])
+        spec = next((s for s in sp.volume_specs if s.key == labels.get(LABEL_KEY)), None)
+        if spec is None or not spec.per_user:
+            return None
+        return spec.key, server, spec.render_name(namespace(sp, new_name, server))
+
+    # volumes of this hub only: their name starts like one of our templates
+    heads = {
+        static_head(spec.name, namespace(sp, old_name))
+        for sp in spawners
+        for spec in sp.volume_specs
+        if spec.per_user
+    }
+    found = await volcopy.call(
+        api,
+        "volumes",
+        filters={"label": [f"{LABEL_OWNER_ID}={user.id}", f"{LABEL_OWNER_NAME}={old_name}"]},
+    )
+    ours = [v for v in found.get("Volumes") or [] if any(v["Name"].startswith(h) for h in heads)]
+    moves, plan.left = plan_moves_pure(template_moves, ours, resolve)
+
+    for move in moves:
+        old = await volcopy.volume_or_none(api, move["old"])
+        if old is None:
+            continue  # never created: nothing to move
+        opts = old.get("Options") or {}
+        if "device" in opts:
+            plan.conflicts.append(
+                f"volume {move['old']} is bound to external storage (device={opts['device']}); "
+                "copying it would not move the data. Move it by hand."
+            )
+        new = await volcopy.volume_or_none(api, move["new"])
+        if new is not None and (new.get("Labels") or {}).get(volcopy.LABEL_JOB) != job_key:
+            plan.conflicts.append(f"a volume named {move['new']} already exists")
+        move.update(state=PLANNED, bytes=None, driver=old.get("Driver") or "local")
+        move["labels"] = dict(old.get("Labels") or {})
+        move["options"] = dict(opts)
+        plan.moves.append(move)
+
+    names = {container_name(sp, old_name) for sp in spawners}
+    for name in sorted(names):
+        if await volcopy.container_or_none(api, name) is not None:
+            plan.containers.append(name)
+    labelled = await volcopy.call(
+        api,
+        "containers",
+        all=True,
+        filters={"label": [f"{LABEL_OWNER_ID}={user.id}", f"{LABEL_OWNER_NAME}={old_name}"]},
+    )
+    container_heads = {static_head(sp.name_template, namespace(sp, old_name)) for sp in spawners}
+    for c in labelled:
+        name = c["Names"][0].lstrip("/")
+        if name not in plan.containers and any(name.startswith(h) for h in container_heads):
+            plan.containers.append(name)
+    for name in plan.containers:
+        info = await volcopy.container_or_none(api, name)
+        if info and info["State"].get("Running"):
+            plan.conflicts.append(f"container {name} of {old_name} is running")
+    for sp in spawners:
+        new_container = container_name(sp, new_name)
+        if await volcopy.container_or_none(api, new_container) is not None:
+            plan.conflicts.append(f"a container named {new_container} already exists")
+    return plan
+
+
+# -- checks the API makes before it starts ------------------------------------------
+
+
+def active_servers(user: Any, except_spawner: Any = None) -> list[str]:
+    """Names of the user's servers that run or have something pending."""
+    out = []
+    for name, orm_sp in user.orm_spawners.items():
+        if except_spawner is not None and name == except_spawner.name:
+            continue
+        sp = dict.get(user.spawners, name)
+        if orm_sp.server is not None or (sp is not None and (sp.active or sp.pending)):
+            out.append(name or "(default)")
+    return out
+
+
+def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
+    """The normalized new name, or RenameError 400/409 saying what is wrong."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise RenameError(400, 'Give the new name as {"new_name": "..."} (a non-empty string).')
+    new_name = authenticator.normalize_username(raw)
+    if new_name == user.name:
+        raise RenameError(400, f"{user.name} is already called {new_name!r}.")
+    if not authenticator.validate_username(new_name):
+        raise RenameError(
+            400, f"{new_name!r} is not a valid user name for this hub's authenticator."
+        )
+    from jupyterhub import orm
+
+    if orm.User.find(db, new_name) is not None:
+        raise RenameError(409, f"A user named {new_name} already exists.")
+    if native_row_taken(db, new_name):
+        raise RenameError(
+            409,
+            f"NativeAuthenticator already has a sign-up for {new_name}; "
+            "discard it on /hub/authorize first.",
+        )
+    return new_name
+
+
+# -- live progress and running jobs ------------------------------------------------------
+
+_tasks: dict[str, asyncio.Task] = {}
+_progress: dict[str, dict[str, Any]] = {}
+
+
+def running(key: str) -> bool:
+    task = _tasks.get(key)
+    return task is not None and not task.done()
+
+
+def api_job_running(db: Session, user_id: int) -> RenameJob | None:
+    """An API rename of this user that is copying right now, in this process."""
+    for job in unfinished_jobs(db, user_id):
+        if job.state == COPYING and running(job.key):
+            return job
+    return None
+
+
+def progress(key: str) -> dict[str, Any]:
+    return dict(_progress.get(key, {}))
+
+
+def job_model(job: RenameJob) -> dict[str, Any]:
+    model = job.model()
+    model["running"] = running(job.key)
+    model["progress"] = progress(job.key)
+    return model
+
+
+def _spawn(key: str, user_id: int, coro: Any) -> asyncio.Task:
+    task = asyncio.ensure_future(coro)
+    _tasks[key] = task
+
+    def done(t: asyncio.Task) -> None:
+        if _tasks.get(key) is t:
+            _tasks.pop(key, None)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("rename job %s ended with an error", key, exc_info=t.exception())
+
+    task.add_done_callback(done)
+    return task
+
+
+def _faults() -> set[str]:
+    path = os.environ.get(FAULTS_ENV)
+    if not path:
+        return set()
+    try:
+        with open(path) as f:
+            return {line.strip() for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
+def _crash_point(point: str) -> None:
+    if point in _faults():
+        log.warning("fault injection: killing the hub at %s", point)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- the steps ----------------------------------------------------------------------------
+
+
+def _set_plan(job: RenameJob, **changes: Any) -> None:
+    plan = dict(job.plan or {})
+    plan.update(changes)
+    job.plan = plan  # a new dict, so SQLAlchemy sees the change
+
+
+def _set_move(job: RenameJob, index: int, **changes: Any) -> None:
+    moves = [dict(m) for m in (job.plan or {}).get("moves", [])]
+    moves[index].update(changes)
+    _set_plan(job, moves=moves)
+
+
+def _helper_name(spawner_prefix: str, key: str, index: int, step: str) -> str:
+    return f"{spawner_prefix}-rename-{key}-{index}-{step}"
+
+
+@dataclass
+class _Ctx:
+    db: Session
+    api: docker.APIClient
+    image: str
+    prefix: str
+
+
+def _context(db: Session, user: Any) -> _Ctx:
+    spawners = [sp for sp in _spawners(user) if _is_ext_spawner(sp)] if user is not None else []
+    if spawners:
+        sp = spawners[0]
+        return _Ctx(db, sp.client, getattr(sp, "helper_image", "") or sp.image, sp.prefix)
+    return _Ctx(db, dockerpool.client(), "", "jupyter")
+
+
+async def _copy_one(ctx: _Ctx, job: RenameJob, index: int) -> None:
+    """Make move ``index`` verified: fresh destination, copy, check (idempotent)."""
+    move = job.plan["moves"][index]
+    key = job.key
+    live = _progress.setdefault(key, {"moves": {}})
+    live["phase"] = "copying"
+    live["volume"] = move["old"]
+    mp = live["moves"].setdefault(move["old"], {"total": move.get("bytes"), "copied": 0})
+
+    if await volcopy.volume_or_none(ctx.api, move["old"]) is None:
+        raise RenameError(500, f"volume {move['old']} disappeared before it was copied")
+    existing = await volcopy.volume_or_none(ctx.api, move["new"])
+    if existing is not None:
+        if (existing.get("Labels") or {}).get(volcopy.LABEL_JOB) != key:
+            raise RenameError(409, f"a volume named {move['new']} already exists")
+        # a partial copy from an interrupted attempt: start from empty again
+        await volcopy.remove_helpers(ctx.api, key)
+        await volcopy.call(ctx.api, "remove_volume", move["new"])
+    labels = dict(move.get("labels") or {})
+    if LABEL_OWNER_NAME in labels or LABEL_OWNER_ID in labels:
+        labels[LABEL_OWNER_NAME] = job.new_name
+        labels[LABEL_OWNER_ID] = str(job.user_id)
+    labels[volcopy.LABEL_JOB] = key
+    await volcopy.call(
+        ctx.api,
+        "create_volume",
+        name=move["new"],
+        driver=move.get("driver") or "local",
+        driver_opts=move.get("options") or None,
+        labels=labels,
+    )
+
+    def on_progress(total: int | None, copied: int | None) -> None:
+        if total is not None:
+            mp["total"] = total
+        if copied is not None:
+            mp["copied"] = copied
+
+    async def on_started(cid: str) -> None:
+        _crash_point("crash-after-copy-start")
+
+    size = await volcopy.copy_volume(
+        ctx.api,
+        image=ctx.image,
+        source=move["old"],
+        dest=move["new"],
+        helper_name=_helper_name(ctx.prefix, key, index, "copy"),
+        labels={volcopy.LABEL_JOB: key},
+        progress=on_progress,
+        started=on_started,
+        hold_after_copy="hold-copy" in _faults(),
+    )
+    live["phase"] = "verifying"
+    summary = await volcopy.verify_copy(
+        ctx.api,
+        image=ctx.image,
+        source=move["old"],
+        dest=move["new"],
+        helper_name=_helper_name(ctx.prefix, key, index, "verify"),
+        labels={volcopy.LABEL_JOB: key},
+    )
+    _set_move(job, index, state=VERIFIED, bytes=size, files=summary["files"])
+    ctx.db.commit()
+    log.info("rename %s: %s copied to %s and verified (%d B)", key, move["old"], move["new"], size)
+
+
+async def _remove_old(ctx: _Ctx, job: RenameJob) -> None:
+    """Remove the old containers, then each old volume whose copy is verified."""
+    _progress.setdefault(job.key, {"moves": {}})["phase"] = "removing"
+    for name in (job.plan or {}).get("containers", []):
+        info = await volcopy.container_or_none(ctx.api, name)
+        if info is None:
+            continue
+        if info["State"].get("Running"):
+            raise RenameError(409, f"container {name} is running; stop it and re-run the rename")
+        await volcopy.call(ctx.api, "remove_container", info["Id"], v=True)
+        log.info("rename %s: removed old container %s", job.key, name)
+    for index, move in enumerate((job.plan or {}).get("moves", [])):
+        if move.get("state") == REMOVED:
+            continue
+        if move.get("state") != VERIFIED:
+            raise RenameError(500, f"volume {move['old']} was not verified; not removing it")
+        new = await volcopy.volume_or_none(ctx.api, move["new"])
+        if new is None or (new.get("Labels") or {}).get(volcopy.LABEL_JOB) != job.key:
+            raise RenameError(
+                500, f"the copy {move['new']} is missing; keeping the original {move['old']}"
+            )
+        await volcopy.wait_until_unused(ctx.api, move["old"])
+        try:
+            await volcopy.call(ctx.api, "remove_volume", move["old"])
+        except docker.errors.NotFound:
+            pass
+        _set_move(job, index, state=REMOVED)
+        ctx.db.commit()
+        log.info("rename %s: removed old volume %s", job.key, move["old"])
+
+
+async def _rollback(ctx: _Ctx, job: RenameJob, reason: str) -> None:
+    """Undo a rename that never reached its commit: only this job's copies go."""
+    await volcopy.remove_helpers(ctx.api, job.key)
+    for move in (job.plan or {}).get("moves", []):
+        vol = await volcopy.volume_or_none(ctx.api, move["new"])
+        if vol is not None and (vol.get("Labels") or {}).get(volcopy.LABEL_JOB) == job.key:
+            await volcopy.wait_until_unused(ctx.api, move["new"])
+            await volcopy.call(ctx.api, "remove_volume", move["new"])
+    job.state = ROLLED_BACK
+    job.error = reason
+    ctx.db.commit()
+    _progress.pop(job.key, None)
+    audit(
+        job.actor or "jupyterhub",
+        "rename-user",
+        job.old_name,
+        "rolled-back",
+        new_name=job.new_name,
+        job=job.key,
+        error=reason,
+    )
+
+
+def _pop_stale_spawners(user: Any) -> None:
+    """Forget spawner objects built for the old name (their names and URLs are cached)."""
+    from jupyterhub.utils import url_path_join
+
+    user.base_url = user.prefix = (
+        url_path_join(user.settings.get("base_url", "/"), "user", user.escaped_name) + "/"
+    )
+    for name, sp in list(user.spawners.items()):
+        if not sp.active:
+            dict.pop(user.spawners, name, None)
+
+
+def _clear_spawner_state(user: Any) -> None:
+    for orm_sp in user.orm_spawners.values():
+        orm_sp.state = None
+
+
+def _commit_names(ctx: _Ctx, job: RenameJob, user: Any) -> None:
+    """The commit point: user row, NativeAuthenticator row, spawner state, journal."""
+    own = ctx.db.info.setdefault(OWN_RENAME, {})
+    own[user.id] = job.key
+    try:
+        user.name = job.new_name
+        _clear_spawner_state(user)
+        job.state = COMMITTED
+        job.error = None
+        ctx.db.commit()
+    except BaseException:
+        ctx.db.rollback()
+        raise
+    finally:
+        own.pop(user.id, None)
+    _pop_stale_spawners(user)
+    log.info("rename %s: %s is now %s in the database", job.key, job.old_name, job.new_name)
+
+
+async def _finish(ctx: _Ctx, job: RenameJob, user: Any, except_spawner: Any = None) -> None:
+    """Take a committed rename to done: copy what is not verified yet, then remove."""
+    if user is None:
+        job.error = "the user no longer exists; volumes left as they are"
+        ctx.db.commit()
+        raise RenameError(404, job.error)
+    if not (job.plan or {}).get("planned"):
+        plan = await plan_moves(user, job.old_name, job.new_name, job.key)
+        job.plan = plan.to_json()
+        if plan.conflicts:
+            job.error = "; ".join(plan.conflicts)
+            ctx.db.commit()
+            raise RenameError(409, job.error)
+        ctx.db.commit()
+    busy = active_servers(user, except_spawner)
+    if busy:
+        raise ServersRunning(
+            409, f"stop the server(s) {', '.join(busy)} of {user.name} first; they use the data"
+        )
+    for index, move in enumerate(job.plan.get("moves", [])):
+        if move.get("state") in (VERIFIED, REMOVED):
+            continue
+        if await volcopy.volume_or_none(ctx.api, move["old"]) is None:
+            new = await volcopy.volume_or_none(ctx.api, move["new"])
+            if new is not None and (new.get("Labels") or {}).get(volcopy.LABEL_JOB) == job.key:
+                _set_move(job, index, state=REMOVED)  # removed in a run that then died
+                continue
+            raise RenameError(500, f"volume {move['old']} is gone and was never copied")
+        await _copy_one(ctx, job, index)
+    if job.source == "core":
+        _clear_spawner_state(user)
+        ctx.db.commit()
+    await _remove_old(ctx, job)
+    job.state = DONE
+    job.error = None
+    ctx.db.commit()
+    _progress.setdefault(job.key, {"moves": {}})["phase"] = "done"
+    audit(
+        job.actor or "jupyterhub",
+        "rename-user",
+        job.old_name,
+        "ok",
+        new_name=job.new_name,
+        job=job.key,
+        source=job.source,
+        volumes=[m["new"] for m in job.plan.get("moves", [])],
+    )
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+async def start_rename(db: Session, user: Any, new_name: str, actor: str, plan: Plan) -> RenameJob:
+    """Journal an API rename and run it in the background; returns the job."""
+    ensure_schema(db)
+    job = RenameJob(
+        key=new_key(),
+        user_id=user.id,
+        old_name=user.name,
+        new_name=new_name,
+        source="api",
+        actor=actor,
+        state=COPYING,
+        plan=plan.to_json(),
+    )
+    db.add(job)
+    db.commit()
+    _progress[job.key] = {
+        "phase": "queued",
+        "moves": {m["old"]: {"total": None, "copied": 0} for m in plan.moves},
+    }
+    _spawn(job.key, user.id, _run_api_job(db, user, job.key))
+    return job
+
+
+async def _run_api_job(db: Session, user: Any, key: str) -> None:
+    async with user_lock(user.id):
+        job = db.query(RenameJob).filter(RenameJob.key == key).one()
+        ctx = _context(db, user)
+        try:
+            busy = active_servers(user)
+            if busy:
+                raise RenameError(409, f"server(s) {', '.join(busy)} started meanwhile")
+            for index in range(len(job.plan.get("moves", []))):
+                await _copy_one(ctx, job, index)
+            _progress[key]["phase"] = "committing"
+            _commit_names(ctx, job, user)
+            _crash_point("crash-after-commit")
+            await _finish(ctx, job, user)
+        except Exception as e:
+            message = describe(e)
+            if isinstance(e, SQLAlchemyError):
+                db.rollback()
+            if job.state == COPYING:
+                log.warning("rename %s failed before its commit, rolling back: %s", key, message)
+                await _rollback(ctx, job, message)
+            else:
+                # past the commit point: keep going forward on re-run / hub start / spawn
+                job.error = message
+                db.commit()
+                audit(job.actor, "rename-user", job.old_name, "incomplete", error=message)
+                log.error("rename %s committed but not finished: %s", key, message)
+
+
+async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -> None:
+    """Finish or roll back every interrupted rename of ``user`` (lock held by the caller).
+
+    Raises RenameError when a committed rename cannot finish yet: the data is
+    not under the new names, so a spawn must not go ahead.
+    """
+    for job in unfinished_jobs(db, user.id):
+        if running(job.key) and job.key not in _settling:
+            continue  # its own task runs it once it gets the lock
+        ctx = _context(db, user)
+        if job.state == COPYING:
+            await _rollback(ctx, job, "interrupted before the names changed (hub restart?)")
+        else:
+            try:
+                await _finish(ctx, job, user, except_spawner)
+            except Exception as e:
+                message = describe(e)
+                if isinstance(e, SQLAlchemyError):
+                    db.rollback()
+                if not isinstance(e, ServersRunning):
+                    job.error = message
+                    db.commit()
+                raise RenameError(
+                    getattr(e, "status", 500),
+                    f"{user.name} was renamed from {job.old_name}, but their data could "
+                    f"not be moved yet: {message}",
+                ) from e
+
+
+_settling: set[str] = set()
+
+
+async def settle(db: Session, user: Any, attempts: int = 5, pause: float = 2.0) -> None:
+    """``settle_locked`` under the user's lock; errors are logged and kept in the journal.
+
+    While a server of the user is still stopping, try again a few times; the
+    next spawn finishes the job at the latest.
+    """
+    for attempt in range(attempts):
+        async with user_lock(user.id):
+            try:
+                await settle_locked(db, user)
+                return
+            except RenameError as e:
+                if not isinstance(e.__cause__, ServersRunning):
+                    log.warning("rename of user %s not finished: %s", user.id, e.message)
+                    return
+                if attempt == attempts - 1:
+                    log.info("%s: data moves at the next spawn (%s)", user.name, e.message)
+                    return
+        await asyncio.sleep(pause)
+
+
+def resume(db: Session, user: Any, job: RenameJob) -> None:
+    """Re-run an interrupted rename in the background (re-issued request)."""
+    if running(job.key):
+        return
+
+    async def run() -> None:
+        _settling.add(job.key)
+        try:
+            await settle(db, user)
+        finally:
+            _settling.discard(job.key)
+
+    _spawn(job.key, user.id, run())
+
+
+async def rollback_orphan(db: Session, job: RenameJob) -> None:
+    """Roll back a ``copying`` job whose user no longer exists."""
+    async with user_lock(job.user_id):
+        await _rollback(_context(db, None), job, "interrupted; the user no longer exists")
+
+
+def recover_all(db: Session, users: Any) -> int:
+    """At hub start: resume every unfinished rename in the background. Returns how many."""
+    ensure_schema(db)
+    jobs = unfinished_jobs(db)
+    for job in jobs:
+        user = users.get(job.user_id)
+        if user is None:
+            if job.state == COPYING:
+                _spawn(job.key, job.user_id, rollback_orphan(db, job))
+            continue
+        resume(db, user, job)
+    if jobs:
+        log.info("Resuming %d interrupted rename(s)", len(jobs))
+    return len(jobs)
+
+
+def forget_spawner(spawner: Any) -> None:
+    """A server started under an old name has stopped: drop its spawner object.
+
+    Its proxy path, OAuth client and container name were made for the old
+    name; the next start gets a fresh spawner. Data of a rename made while it
+    ran moves now, in the background (or at the next spawn at the latest).
+    """
+    user = spawner.user
+    if dict.get(user.spawners, spawner.name) is spawner:
+        dict.pop(user.spawners, spawner.name, None)
+    if active_servers(user, except_spawner=spawner):
+        return
+    _pop_stale_spawners(user)
+    jobs = unfinished_jobs(user.db, user.id)
+    if jobs:
+        resume(user.db, user, jobs[-1])
+
+
+def on_core_rename(user_ids: list[int]) -> None:
+    """After a commit that renamed users outside our API (called by the listener).
+
+    SQLAlchemy's after_commit may not touch the database, so the work is
+    scheduled on the hub's loop.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.call_soon(_after_core_rename, list(user_ids))
+
+
+def _after_core_rename(user_ids: list[int]) -> None:
+    from jupyterhub.app import JupyterHub
+
+    if not JupyterHub.initialized():
+        return
+    app = JupyterHub.instance()
+    for uid in user_ids:
+        user = app.users.get(uid)
+        if user is None:
+            continue
+        if active_servers(user):
+            # its URL and proxy route stay until it stops (see forget_spawner)
+            log.info("%s has a running server: data moves once it stops", user.name)
+            continue
+        _pop_stale_spawners(user)
+        jobs = unfinished_jobs(app.db, uid)
+        if jobs:
+            resume(app.db, user, jobs[-1])
+
+
+async def recover_when_started(give_up_after: float = 600) -> None:
+    """Wait for the hub to be up, then resume interrupted renames (scheduled by setup)."""
+    from jupyterhub.app import JupyterHub
+
+    deadline = time.monotonic() + give_up_after
+    while time.monotonic() < deadline:
+        if JupyterHub.initialized():
+            app = JupyterHub.instance()
+            if getattr(app, "http_server", None) is not None and getattr(app, "db", None):
+                try:
+                    recover_all(app.db, app.users)
+                except Exception:
+                    log.exception("resuming interrupted renames failed")
+                return
+        await asyncio.sleep(0.5)
+
+
+def schedule_recovery() -> None:
+    """Called from ``jupyterhub_ext.setup`` while JupyterHub loads its config."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # config loaded outside a running hub (tests, --generate-config)
+    global _recovery_task
+    _recovery_task = loop.create_task(recover_when_started())
+
+
+_recovery_task: asyncio.Task | None = None
