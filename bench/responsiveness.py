@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 from common import Figure
 
-from hubctl import Hub, build_images, cleanup_prefix, docker_host
+from hubctl import Hub, build_images, cleanup_prefix, docker_host, run_in
 
 
 class Sampler:
@@ -57,40 +57,100 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(ms), "p99": qs[98], "max": max(ms), "n": len(ms)}
 
 
-def spawn_load(hub: Hub, n: int) -> Callable[[], None]:
+def prepare_data(hub: Hub, user: str, megabytes: int) -> None:
+    """A stopped user whose home holds ``megabytes`` of data (and a few small files)."""
+    hub.spawn(user)
+    c = hub.container(user)
+    cmd = f"dd if=/dev/urandom of=$HOME/big bs=1M count={megabytes} status=none && mkdir ~/small"
+    cmd += " && for i in $(seq 200); do echo $i > ~/small/$i; done"
+    code, out = run_in(c, cmd)
+    assert code == 0, out
+    hub.stop_server(user)
+
+
+def mixed_load(hub: Hub, n: int, rename_mb: int) -> Callable[[], dict[str, float]]:
+    """8 spawns, a volume reset and a rename copy, all at once; returns each part's time."""
     users = [f"load{i}" for i in range(n)]
     for u in users:
         hub.create_user(u)
+    prepare_data(hub, "resetme", 20)
+    prepare_data(hub, "big", rename_mb)
+    hub.create_user("admin")
+    admin = {"Authorization": f"token {hub.token_for('admin')}"}
 
-    def load() -> None:
+    def spawns() -> float:
+        t0 = time.perf_counter()
         for u in users:
             hub.api("POST", f"/users/{u}/server")
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(lambda u: hub.wait_ready(u, timeout=300), users))
+        took = time.perf_counter() - t0
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(hub.stop_server, users))
+        return took
+
+    def reset() -> float:
+        t0 = time.perf_counter()
+        r = hub.api(
+            "DELETE", "/users/resetme/manage-volumes", json={"volumes": ["home"]}, headers=admin
+        )
+        assert r.status_code == 200, r.text
+        return time.perf_counter() - t0
+
+    def rename() -> float:
+        t0 = time.perf_counter()
+        r = hub.api("PATCH", "/users/big/rename", json={"new_name": "big2"}, timeout=120)
+        assert r.status_code in (200, 202), r.text
+        while True:
+            job = hub.api("GET", "/users/big2/rename").json()
+            if job.get("state") in ("done", "rolled_back") and not job.get("running"):
+                assert job["state"] == "done", job
+                return time.perf_counter() - t0
+            time.sleep(0.2)
+
+    def load() -> dict[str, float]:
+        with ThreadPoolExecutor(3) as pool:
+            parts = {
+                name: pool.submit(fn)
+                for name, fn in (("spawns", spawns), ("reset", reset), ("rename", rename))
+            }
+            return {name: f.result() for name, f in parts.items()}
 
     return load
 
 
-def run(n_spawns: int, idle_seconds: float) -> dict[str, dict[str, float]]:
+def run(n_spawns: int, idle_seconds: float, rename_mb: int = 1024) -> dict[str, dict[str, float]]:
     if docker_host() is None:
         raise SystemExit("no Docker engine")
     lab, _ = build_images()
     prefix = f"jhext-bench-{secrets.token_hex(3)}"
     with tempfile.TemporaryDirectory() as tmp:
-        hub = Hub(Path(tmp) / "hub", image=lab, prefix=prefix)
+        hub = Hub(
+            Path(tmp) / "hub",
+            image=lab,
+            prefix=prefix,
+            config=HOME_AND_CACHE.format(p=prefix),
+        )
         try:
             hub.start()
-            load = spawn_load(hub, n_spawns)
+            load = mixed_load(hub, n_spawns, rename_mb)
             with Sampler(hub.url + "/hub/api/") as idle:
                 time.sleep(idle_seconds)
             with Sampler(hub.url + "/hub/api/") as busy:
-                load()
+                parts = load()
         finally:
             hub.stop()
             cleanup_prefix(prefix)
-    return {"idle": percentiles(idle.latencies), "busy": percentiles(busy.latencies)}
+    busy_stats = percentiles(busy.latencies)
+    busy_stats.update({f"{k} s": v for k, v in parts.items()})
+    return {"idle": percentiles(idle.latencies), "busy": busy_stats}
+
+
+HOME_AND_CACHE = """
+c.ExtDockerSpawner.volume_set = {{
+    "home": {{"name": "{p}-{{username}}-home", "mount": "/home/jovyan"}},
+}}
+"""
 
 
 def figures(result: dict[str, dict[str, float]]) -> list[Figure]:
@@ -98,18 +158,23 @@ def figures(result: dict[str, dict[str, float]]) -> list[Figure]:
 
 
 def section(quick: bool) -> str:
-    result = run(2 if quick else 8, 3 if quick else 10)
+    result = run(2 if quick else 8, 3 if quick else 10, 50 if quick else 1024)
     rows = "\n".join(
         f"| {phase} | {d['p50']:.1f} | {d['p99']:.1f} | {d['max']:.1f} | {d['n']:.0f} |"
         for phase, d in result.items()
     )
+    busy = result["busy"]
+    parts = ", ".join(f"{k[:-2]} {v:.1f}" for k, v in busy.items() if k.endswith(" s"))
     p99 = result["busy"]["p99"]
     verdict = "PASS" if p99 < 50 else "MISS"
     return (
         "## Hub responsiveness\n\n"
-        "`GET /hub/api/` every 20 ms; idle hub (baseline) vs during the load.\n\n"
+        "`GET /hub/api/` every 20 ms; idle hub (baseline) vs during a mixed load: "
+        f"{'2' if quick else '8'} concurrent spawns, a volume reset and a rename moving "
+        f"{'50 MB' if quick else '1 GB'} of home data, all at once.\n\n"
         "| phase | p50 ms | p99 ms | max ms | samples |\n|---|---|---|---|---|\n"
-        f"{rows}\n\nTarget p99 < 50 ms under load: {verdict}."
+        f"{rows}\n\nDuration of each part of the load (s): {parts}.\n\n"
+        f"Target p99 < 50 ms under load: {verdict}."
     )
 
 
@@ -117,7 +182,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    result = run(2 if args.quick else 8, 3 if args.quick else 10)
+    result = run(2 if args.quick else 8, 3 if args.quick else 10, 50 if args.quick else 1024)
     for phase, d in result.items():
         print(
             f"{phase}: p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms, "

@@ -14,16 +14,122 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 from common import ROOT
 
+# benchmarks with a section() function, run in this process
 MODULES = ["spawn", "responsiveness"]
+
+
+@dataclass
+class Script:
+    """A benchmark script run as a subprocess; ``judge`` reads PASS/MISS from its output."""
+
+    name: str
+    title: str
+    full: list[str]
+    quick: list[str]
+    judge: Callable[[str], list[str]]
+
+
+def _num(pattern: str, text: str) -> float:
+    m = re.search(pattern, text, re.M)
+    if not m:
+        raise ValueError(f"no match for {pattern!r} in the output")
+    return float(m.group(1))
+
+
+def _verdict(ok: bool, what: str) -> str:
+    return f"{'PASS' if ok else 'MISS'}: {what}"
+
+
+def judge_restart(out: str) -> list[str]:
+    data = json.loads(out[out.index("{") :])
+    ratio = data["restart"]["median"] / data["stop+start"]["median"]
+    return [_verdict(ratio <= 1.1, f"restart / (stop + start) = {ratio:.2f} (target <= 1.1)")]
+
+
+def judge_rename(out: str) -> list[str]:
+    times = _num(r"rename copy takes ([\d.]+)x the time of host cp -a", out)
+    throughput = 1 / times
+    return [
+        _verdict(throughput >= 0.8, f"copy throughput / cp -a = {throughput:.2f} (target >= 0.8)")
+    ]
+
+
+def judge_broadcast(out: str) -> list[str]:
+    t200 = _num(r"^\s+200\s+no\s+([\d.]+)", out)
+    extra = _num(r"N=\s*200: .*total \+([\d.]+) s for a ([\d.]+) s timeout", out)
+    timeout = _num(r"N=\s*200: .*total \+[\d.]+ s for a ([\d.]+) s timeout", out)
+    return [
+        _verdict(t200 < 1.0, f"200 endpoints in {t200:.3f} s (target < 1 s)"),
+        _verdict(
+            extra <= timeout + 0.1,
+            f"a hung endpoint adds {extra:.2f} s with a {timeout:.0f} s timeout",
+        ),
+    ]
+
+
+def judge_gpu(out: str) -> list[str]:
+    ms = _num(r"^engine report\s+\d+\s+([\d.]+)", out)
+    return [_verdict(ms < 50, f"auto-detection {ms:.1f} ms, no pull (target < 50 ms)")]
+
+
+SCRIPTS = [
+    Script(
+        "restart",
+        "Restart: request to ready vs stop + start through the REST API",
+        ["--reps", "5"],
+        ["--reps", "1"],
+        judge_restart,
+    ),
+    Script(
+        "rename_copy",
+        "Rename copy throughput vs `cp -a` on the host",
+        ["--size-mb", "200", "--repeat", "5"],
+        ["--size-mb", "20", "--small-files", "200", "--repeat", "1"],
+        judge_rename,
+    ),
+    Script(
+        "broadcast",
+        "Broadcast fan-out to N endpoints, with and without one that never answers",
+        ["--sizes", "10,50,200", "--repeat", "5"],
+        ["--sizes", "10,200", "--repeat", "1", "--timeout", "1"],
+        judge_broadcast,
+    ),
+    Script(
+        "gpu_detect",
+        "GPU auto-detection vs a probe container",
+        ["--rounds", "15"],
+        ["--rounds", "3"],
+        judge_gpu,
+    ),
+]
+
+
+def run_script(script: Script, quick: bool) -> str:
+    argv = [sys.executable, str(ROOT / "bench" / f"{script.name}.py")]
+    argv += script.quick if quick else script.full
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"{script.name} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    verdicts = script.judge(out.stdout)
+    return (
+        f"## {script.title}\n\n`python bench/{script.name}.py {' '.join(argv[2:])}`\n\n"
+        f"```text\n{out.stdout.strip()}\n```\n\n" + "\n".join(f"- {v}" for v in verdicts)
+    )
 
 
 def machine() -> str:
@@ -51,11 +157,14 @@ def main() -> int:
     args = ap.parse_args()
     sections = []
     failed = []
-    for name in args.only or MODULES:
+    scripts = {s.name: s for s in SCRIPTS}
+    for name in args.only or [*MODULES, *scripts]:
         print(f"== {name}", flush=True)
         try:
-            mod = importlib.import_module(name)
-            text = mod.section(args.quick)
+            if name in scripts:
+                text = run_script(scripts[name], args.quick)
+            else:
+                text = importlib.import_module(name).section(args.quick)
         except Exception:
             traceback.print_exc()
             failed.append(name)

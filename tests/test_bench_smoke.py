@@ -22,3 +22,22 @@ def test_benchmark_runs_and_checks_hold():
     assert out.returncode == 0, out.stdout + out.stderr
     assert "N=  12: others done in" in out.stdout
     assert "TOO MUCH" not in out.stdout and "SLOW" not in out.stdout
+
+
+def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image):
+    """`bench/run.py --quick` (small N, one repetition) runs every benchmark end to end.
+
+    The figures are not judged here (this machine is busy during tests); only
+    that every benchmark ran and printed its verdict lines.
+    """
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for name in ("spawn", "responsiveness", "restart", "rename_copy", "broadcast", "gpu_detect"):
+        assert f"== {name}" in out.stdout
+    assert out.stdout.count("PASS") + out.stdout.count("MISS") >= 8
