@@ -388,3 +388,21 @@ def wait_for(check, timeout: float = 120, interval: float = 0.5, what: str = "co
             return value
         time.sleep(interval)
     raise HubError(f"timed out waiting for {what}")
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, headless, as root, on a closed network: without the
+# background-networking flags it keeps trying (and failing) to reach Google.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def launch_chromium(playwright: Any):
+    """A headless Debian Chromium driven by Playwright (no downloaded browser)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -26,6 +26,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from hubctl import launch_chromium
 from jupyterhub_ext import dockerpool, gpu
 
 pytestmark = pytest.mark.docker
@@ -341,18 +342,7 @@ def test_gpu_on_records_device_requests_and_fails_with_a_clear_message(make_hub,
 def browser_spawn_message(hub, name: str) -> str:
     pw = pytest.importorskip("playwright.sync_api")
     with pw.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             page.goto(f"{hub.url}/hub/login")

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hubctl import ROOT, Hub
+from hubctl import CHROMIUM, ROOT, Hub, launch_chromium
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "docs" / "_static" / "screenshots"
 DOC_MESSAGE = "Maintenance at 18:00: please save your work. The hub is back by 18:30."
 # Markup in a message must be shown as text and never run, anywhere.
@@ -43,18 +42,7 @@ def test_admin_sends_from_page_and_open_lab_shows_toast(make_hub):
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         try:
             # alice works in JupyterLab; its notification stream is connected
             lab = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()

@@ -7,6 +7,7 @@ import pytest
 
 from hubctl import (
     can_login,
+    launch_chromium,
     run_in,
     signup,
     volume_manifest,
@@ -404,18 +405,7 @@ def test_rename_page_in_browser(make_hub):
     hub.spawn("frank")
     hub.stop_server("frank")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(pw)
         page = browser.new_page()
         page.goto(f"{hub.url}/hub/login")
         page.fill("#username_input", "admin")

@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hubctl import run_in
+from hubctl import CHROMIUM, launch_chromium, run_in
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "_static" / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 CONFIG = """
 c.JupyterHub.allow_named_servers = True
@@ -48,7 +39,7 @@ def playwright_browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
