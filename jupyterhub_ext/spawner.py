@@ -31,7 +31,7 @@ from traitlets import (
     validate,
 )
 
-from . import dockerpool, gpu, grants, netutil, objects, rename, volcopy
+from . import dockerpool, gpu, grants, netutil, objects, readiness, rename, volcopy
 from .audit import audit
 from .locks import user_lock
 from .storage import StorageMixin
@@ -313,6 +313,19 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         data (user rename). Runs as root with no network; needs ``sh``,
         GNU ``cp``/``du``/``sync`` and ``python3``. Empty: the spawner's
         ``image``, which is already on this host.
+        """,
+    ).tag(config=True)
+
+    ready_poll_interval = Float(
+        0.1,
+        min=0,
+        help="""
+        Seconds between checks that a new server answers, before the spawn
+        is handed to the hub. JupyterHub's own wait backs off up to 5 s
+        between tries, so it notices a server seconds after it is up; this
+        notices it within this interval, and fails a spawn whose container
+        exited at once (with its exit code and last log lines). 0: leave the
+        wait to JupyterHub alone.
         """,
     ).tag(config=True)
 
@@ -659,7 +672,9 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
                 await self.ensure_volumes()
                 if not self.remove:
                     await self.drop_container_with_other_grants()
-                return await super().start()
+                ip, port = await super().start()
+            await self.wait_until_up(ip, port)
+            return ip, port
         except Exception:
             if self.host_network:
                 netutil.release_port(self.port)
@@ -671,6 +686,37 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         super().load_state(state)
         if self.object_id:  # a server that may still run, from before a hub restart
             self._started_as = self.user.name
+
+    async def wait_until_up(self, ip: str, port: int) -> None:
+        """Return as soon as the new server answers (see readiness.py)."""
+        if not self.ready_poll_interval or self.internal_ssl:
+            return
+        base = self.server.base_url if self.server else "/"
+        url = f"http://{ip}:{port}{base}api"
+
+        async def still_running() -> str | None:
+            try:
+                info = await self.docker("inspect_container", self.container_id)
+            except docker.errors.NotFound:
+                return (
+                    f"container {self.object_name} exited before its server answered and "
+                    "was removed (remove=True); set c.ExtDockerSpawner.remove = False "
+                    "to keep it for `docker logs`"
+                )
+            state = info["State"]
+            if state.get("Running"):
+                return None
+            logs = await self.docker("logs", self.container_id, tail=15)
+            return (
+                f"container {self.object_name} exited with code {state.get('ExitCode')} "
+                f"before its server answered; last log lines:\n"
+                + logs.decode(errors="replace").strip()
+            )
+
+        waited = await readiness.wait_until_up(
+            url, interval=self.ready_poll_interval, still_running=still_running
+        )
+        self.log.debug("Server of %s answered after %.2fs", self._log_name, waited)
 
     async def drop_container_with_other_grants(self) -> None:
         """With ``remove = False`` DockerSpawner restarts the old container as it was

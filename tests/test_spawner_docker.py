@@ -101,3 +101,31 @@ c.ExtDockerSpawner.volume_set = {
         hub.start(timeout=30)
     assert "volume_set['cache']" in str(err.value)
     assert "already used by volume_set['home']" in str(err.value)
+
+
+def test_server_noticed_fast_and_dead_container_fails_with_its_logs(make_hub):
+    hub = make_hub(
+        """
+c.ExtDockerSpawner.ready_poll_interval = 0.1
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 30}
+"""
+    )
+    hub.spawn("quick")
+    assert "answered after" in hub.log_text()  # our poll saw it, not the hub's back-off
+
+    hub.stop()
+    broken = make_hub(
+        """
+c.ExtDockerSpawner.cmd = ["sh", "-c", "sleep 1; echo boom-marker >&2; exit 3"]
+c.ExtDockerSpawner.remove = False  # keep the dead container: its logs are read
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 30}
+"""
+    )
+    broken.create_user("crash")
+    r = broken.api("POST", "/users/crash/server")
+    assert r.status_code >= 400, r.text
+    # the container's exit code and its last words, not "didn't respond in 90 seconds"
+    log = broken.log_text()
+    assert "exited with code 3 before its server answered" in log
+    assert "boom-marker" in log
+    assert "didn't respond" not in log
