@@ -110,23 +110,23 @@ async def run_helper(
         await call(api, "start", cid)
         if started is not None:
             await started(cid)
-        # poll often at first (small volumes finish in well under a second),
-        # then once per POLL_SECONDS; progress at most once per POLL_SECONDS
-        interval = 0.05
-        next_progress = time.monotonic() + POLL_SECONDS
-        while True:
-            info = await call(api, "inspect_container", cid)
-            state = info["State"]
-            if not state["Running"]:
-                if state.get("OOMKilled"):
-                    raise CopyError(f"helper {name} ran out of memory")
-                exit_code = int(state["ExitCode"])
-                break
-            if while_running is not None and time.monotonic() >= next_progress:
-                await while_running(cid)
-                next_progress = time.monotonic() + POLL_SECONDS
-            await asyncio.sleep(interval)
-            interval = min(POLL_SECONDS, interval * 1.5)
+        # Docker tells us the moment the helper exits (no polling delay on
+        # short copies); meanwhile report progress once per POLL_SECONDS.
+        exited = asyncio.ensure_future(call(api, "wait", cid))
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=POLL_SECONDS)
+                if done:
+                    break
+                if while_running is not None:
+                    await while_running(cid)
+        finally:
+            if not exited.done():
+                exited.cancel()
+        exit_code = int(exited.result()["StatusCode"])
+        state = (await call(api, "inspect_container", cid))["State"]
+        if state.get("OOMKilled"):
+            raise CopyError(f"helper {name} ran out of memory")
         raw = await call(api, "logs", cid, stdout=True, stderr=True)
         return HelperResult(exit_code, raw.decode(errors="replace"))
     finally:
