@@ -37,6 +37,10 @@ c.ExtDockerSpawner.network_name = os.environ.get("JUPYTERHUB_DOCKER_NETWORK", "h
 c.ExtDockerSpawner.remove = True  # fresh container per start; data lives in volumes
 # Docker calls run in a pool shared by all users (plain DockerSpawner: 1 thread).
 c.ExtDockerSpawner.docker_pool_size = 8
+# Notice a new server within 0.1 s (JupyterHub's own wait backs off up to 5 s)
+# and fail a spawn at once, with the container's exit code and last log lines,
+# when its container dies before the server answers. 0 turns this off.
+c.ExtDockerSpawner.ready_poll_interval = 0.1
 
 # --- Volume sets -------------------------------------------------------------
 # Every server gets these volumes. {username} is escaped for Docker; add

@@ -434,3 +434,52 @@ def test_rename_page_in_browser(make_hub):
         browser.close()
     assert hub.user("francis")["name"] == "francis"
     assert can_login(hub, "francis", PASSWORD)
+
+
+NAMED = """
+c.NativeAuthenticator.open_signup = True
+c.JupyterHub.allow_named_servers = True
+c.ExtDockerSpawner.volume_set = {{
+    "home": {{"name": "{p}-{{username}}-home", "mount": "/home/jovyan"}},
+    "scratch": {{"name": "{p}-{{username}}-{{servername}}-scratch", "mount": "/srv/scratch",
+                 "description": "Per-server scratch space"}},
+}}
+"""
+
+
+def test_rename_moves_named_server_volumes(make_hub, docker_client, lab_image):
+    hub = make_hub(start=False, authenticator="native")
+    p = hub.prefix
+    hub.config_file.write_text(
+        hub.config_file.read_text().replace("jupyterhub_ext.setup(c)", "")
+        + NAMED.format(p=p)
+        + "\njupyterhub_ext.setup(c)\n"
+    )
+    hub.start()
+    signup(hub, "nora", PASSWORD)
+    assert can_login(hub, "nora", PASSWORD)
+    hub.spawn("nora", "lab")
+    code, out = run_in(
+        hub.container("nora", "lab"),
+        "echo named > /srv/scratch/s.txt && echo home > /home/jovyan/h.txt",
+        user="root",  # a new volume's mount point is root's
+    )
+    assert code == 0, out
+    hub.stop_server("nora", "lab")
+    assert {f"{p}-nora-home", f"{p}-nora-lab-scratch"} <= volume_names(p)
+
+    r = hub.api("PATCH", "/users/nora/rename", json={"new_name": "nadia"})
+    assert r.status_code == 202, r.text
+    job, _ = wait_job(hub, "nadia", r.json()["id"])
+    assert job["state"] == "done", job
+
+    vols = volume_names(p)
+    assert f"{p}-nora-lab-scratch" not in vols and f"{p}-nora-home" not in vols
+    assert {f"{p}-nadia-lab-scratch", f"{p}-nadia-home"} <= vols
+    labels = docker_client.volumes.get(f"{p}-nadia-lab-scratch").attrs["Labels"]
+    assert labels["jupyterhub-ext.owner-name"] == "nadia"
+    assert labels["jupyterhub-ext.server-name"] == "lab"
+
+    hub.spawn("nadia", "lab")
+    code, out = run_in(hub.container("nadia", "lab"), "cat /srv/scratch/s.txt ~/h.txt")
+    assert (code, out.split()) == (0, ["named", "home"])
