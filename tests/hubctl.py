@@ -249,6 +249,30 @@ class Hub:
             raise HubError(f"spawn {name}: {r.status_code} {r.text}")
         return self.wait_ready(name, server_name)
 
+    def spawn_many(self, names: list[str], timeout: float = 300) -> float:
+        """Start several users' servers at the same moment; seconds until all are ready.
+
+        Each POST runs in its own thread: the hub holds a POST open until the
+        server is up (up to its slow_spawn_timeout), so POSTs sent one after
+        another would start the servers one after another.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(name: str) -> None:
+            r = requests.post(
+                f"{self.url}/hub/api/users/{name}/server",
+                headers={"Authorization": f"token {self.token}"},
+                timeout=timeout,
+            )
+            if r.status_code not in (201, 202):
+                raise HubError(f"spawn {name}: {r.status_code} {r.text}")
+            self.wait_ready(name, timeout=timeout)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(len(names)) as pool:
+            list(pool.map(one, names))
+        return time.perf_counter() - t0
+
     def stop_server(self, name: str, server_name: str = "") -> None:
         path = f"/users/{name}/servers/{server_name}" if server_name else f"/users/{name}/server"
         r = self.api("DELETE", path)
