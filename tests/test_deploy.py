@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -193,11 +192,8 @@ def _build(client: docker.DockerClient, path: Path, tag: str, buildargs: dict) -
 
 
 def _digest(*parts: bytes | str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode() if isinstance(p, str) else p)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+    """The same input hash the single-user image build uses."""
+    return _load_build_image()._digest(*parts)
 
 
 def _dockerfile_arg(name: str) -> str:
