@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import broadcast, gpu, grants, scopes, template_path
+from . import broadcast, gpu, grants, scopes, template_path, usernames
 from .configutil import any_section, configured
 from .handlers import default_handlers
 from .storage import check_at_hub_start
@@ -35,6 +35,8 @@ def hook_logging(app_logger: str = "JupyterHub") -> None:
 def apply(c: Any) -> None:
     """Register templates, handlers, scopes and roles; validate our config now."""
     hook_logging()
+    # names with invisible characters can collide in Docker object names
+    usernames.install()
     paths = list(configured(c, "JupyterHub", "template_paths", []))
     if template_path() not in paths:
         c.JupyterHub.template_paths = [template_path(), *paths]
