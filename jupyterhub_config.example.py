@@ -88,6 +88,14 @@ c.ExtDockerSpawner.volume_set = {
 # Deleting a user (or a named server) in JupyterHub removes their own volumes.
 # Off by default: it deletes their data for good. Shared volumes: never.
 c.ExtDockerSpawner.remove_volumes_on_delete = False
+# Every volume and container carries its owner's labels, and a server only
+# ever gets its own. Volumes made by plain DockerSpawner before you switched
+# have no labels: set this while they are in use (see docs/security.md).
+c.ExtDockerSpawner.adopt_unlabelled = False
+# What server options (user_options) may change through your
+# c.Spawner.apply_user_options hook; any other trait it changes is refused
+# with a 403 (a careless hook cannot hand out the host). Default: nothing.
+c.ExtDockerSpawner.user_options_traits = []
 
 # --- Notification broadcast --------------------------------------------------
 # /hub/notifications (page), /hub/api/notifications/* (API) and the

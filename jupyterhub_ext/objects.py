@@ -16,6 +16,7 @@ from docker.types import Mount
 
 from .volumes import (
     LABEL_MANAGED,
+    LABEL_OWNER_CREATED,
     LABEL_OWNER_ID,
     LABEL_OWNER_NAME,
     LABEL_SERVER_NAME,
@@ -75,11 +76,34 @@ def volume_mounts(specs: Iterable[VolumeSpec], names: Mapping[str, str]) -> list
     ]
 
 
-def container_labels(owner_id: int | None, owner_name: str, server_name: str) -> dict[str, str]:
-    """Labels on every container we create: find a user's containers without their names."""
-    return {
+def container_labels(
+    owner_id: int | None, owner_name: str, server_name: str, owner_created: str = ""
+) -> dict[str, str]:
+    """Labels on every container we create: find a user's containers without their names,
+    and check whose a container is before it is started or removed (ownership.py)."""
+    labels = {
         LABEL_MANAGED: "true",
         LABEL_OWNER_ID: str(owner_id),
         LABEL_OWNER_NAME: owner_name,
         LABEL_SERVER_NAME: server_name,
     }
+    if owner_created:
+        labels[LABEL_OWNER_CREATED] = owner_created
+    return labels
+
+
+def named_volume_sources(binds: Mapping[str, Any] | None) -> list[str]:
+    """Docker volume names among DockerSpawner's ``volume_binds`` (host paths excluded)."""
+    return [src for src in (binds or {}) if src and not str(src).startswith("/")]
+
+
+def anonymous_volumes(mounts: Iterable[Mapping[str, Any]] | None) -> list[str]:
+    """Names of the anonymous volumes among a container's ``Mounts`` (Docker names
+    them with 64 hex digits; every volume we or the admin name has another name)."""
+    return [
+        m["Name"]
+        for m in mounts or []
+        if m.get("Type") == "volume"
+        and len(m.get("Name") or "") == 64
+        and all(ch in "0123456789abcdef" for ch in m["Name"])
+    ]

@@ -27,13 +27,13 @@ from typing import Any
 
 from .volumes import (
     LABEL_MANAGED,
+    LABEL_OWNER_CREATED,
     LABEL_OWNER_ID,
     LABEL_OWNER_NAME,
     LABEL_PREFIX,
     LABEL_SERVER_NAME,
 )
 
-LABEL_OWNER_CREATED = LABEL_PREFIX + "owner-created"
 # set on volumes a rename job creates (kept equal to volcopy.LABEL_JOB)
 LABEL_RENAME_JOB = LABEL_PREFIX + "rename-job"
 
@@ -127,18 +127,28 @@ def volume_refusal(
         return (
             f"volume {name} exists without owner labels (made outside jupyterhub_ext, "
             "e.g. by plain DockerSpawner), so it cannot be told whose it is; an "
-            "administrator can allow it with c.ExtDockerSpawner.adopt_unlabelled_volumes"
+            "administrator can allow it with c.ExtDockerSpawner.adopt_unlabelled"
         )
     return _owner_refusal("volume", name, labels, owner)
 
 
 def container_refusal(
-    name: str, labels: Mapping[str, str] | None, *, owner: Owner, server_name: str
+    name: str,
+    labels: Mapping[str, str] | None,
+    *,
+    owner: Owner,
+    server_name: str,
+    adopt_unlabelled: bool = False,
 ) -> str | None:
     """Why container ``name`` is not this owner's server ``server_name``; None when it is."""
     labels = labels or {}
     if LABEL_OWNER_ID not in labels:
-        return f"container {name} was not made by jupyterhub_ext for {owner.name!r}"
+        if adopt_unlabelled:
+            return None
+        return (
+            f"container {name} has no jupyterhub_ext owner labels (made by someone else, "
+            "or by plain DockerSpawner: see c.ExtDockerSpawner.adopt_unlabelled)"
+        )
     why = _owner_refusal("container", name, labels, owner)
     if why:
         return why

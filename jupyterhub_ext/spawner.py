@@ -31,10 +31,21 @@ from traitlets import (
     validate,
 )
 
-from . import dockerpool, gpu, grants, netutil, objects, readiness, rename, volcopy
+from . import (
+    dockerpool,
+    gpu,
+    grants,
+    netutil,
+    objects,
+    ownership,
+    readiness,
+    rename,
+    usernames,
+    volcopy,
+)
 from .audit import audit
 from .locks import user_lock
-from .storage import StorageMixin
+from .storage import NotOwnedError, StorageMixin
 from .volumes import LABEL_OWNER_NAME, VolumeSetError, VolumeSpec, parse_volume_set
 
 DEFAULT_VOLUME_SET = {
@@ -68,7 +79,7 @@ class SpawnRefused(SpawnException):
 
 
 # Traits that decide grants: only the admin's config and hub groups set them,
-# never user_options (see _run_apply_user_options).
+# never user_options, even when listed in user_options_traits.
 PROTECTED_TRAITS = (
     "gpu_mode",
     "gpu_groups",
@@ -316,6 +327,24 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         """,
     ).tag(config=True)
 
+    user_options_traits = List(
+        Unicode(),
+        help="""
+        The traits that ``user_options`` may change, through JupyterHub's
+        ``apply_user_options`` (a callable, or a dict mapping option to trait:
+        the dict's traits are declared by being named there).
+
+        Everything else is the admin's: a spawn whose options changed any
+        other configurable trait (``extra_host_config``, ``volumes``,
+        ``volume_set``, ``mounts``, ``cap_add``-style create arguments ...)
+        is refused with a 403 and the option is forgotten, so a careless
+        ``apply_user_options`` callable cannot hand users the host. The
+        image choice of ``allowed_images`` needs no entry. Traits that grant
+        Docker access or GPUs (``gpu_mode``, ``docker_sock_group`` ...) can
+        never be listed. Default: none.
+        """,
+    ).tag(config=True)
+
     ready_poll_interval = Float(
         0.1,
         min=0,
@@ -334,6 +363,16 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         # Data lives in volumes; a fresh container per start applies the
         # current image, environment, groups and mounts.
         return True
+
+    @validate("user_options_traits")
+    def _validate_user_options_traits(self, proposal: Any) -> Any:
+        bad = sorted(set(proposal.value) & set(PROTECTED_TRAITS))
+        if bad:
+            raise TraitError(
+                f"user_options_traits may not list {', '.join(bad)}: Docker access and "
+                "GPUs are granted through hub groups"
+            )
+        return proposal.value
 
     @validate("volume_set")
     def _validate_volume_set(self, proposal: Any) -> Any:
@@ -544,32 +583,54 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         who = getattr(getattr(handler, "current_user", None), "name", None)
         return who or self.user.name
 
+    def _user_settable(self) -> set[str]:
+        allowed = set(self.user_options_traits)
+        if isinstance(self.apply_user_options, Mapping):
+            allowed |= set(self.apply_user_options.values())
+        return allowed - set(PROTECTED_TRAITS)
+
+    def _config_snapshot(self) -> dict[str, Any]:
+        out = {}
+        for name in self.trait_names(config=True):
+            value = getattr(self, name)
+            try:
+                out[name] = copy.deepcopy(value)
+            except Exception:  # an object that cannot be copied: compare identity
+                out[name] = value
+        return out
+
     async def _run_apply_user_options(self, user_options: dict) -> None:
-        # Grants come from the admin's config and hub groups only. Even if an
-        # admin maps user options onto traits (apply_user_options), none of
-        # them may change who gets the socket, privileged mode or GPUs.
-        before = {name: copy.deepcopy(getattr(self, name)) for name in PROTECTED_TRAITS}
+        # An allow-list: user_options may change only the traits the admin
+        # declared user-settable (user_options_traits, or the traits named by
+        # a dict apply_user_options); and even those may not gain Docker
+        # access (privileged, the socket) that hub groups did not grant.
+        before = self._config_snapshot()
         had = set(self._config_escalations())
         await super()._run_apply_user_options(user_options)
-        changed = [n for n in PROTECTED_TRAITS if getattr(self, n) != before[n]]
+        allowed = self._user_settable()
+        changed = [
+            n for n, v in before.items() if n not in allowed and not _same(getattr(self, n), v)
+        ]
         gained = [e for e in self._config_escalations() if e not in had]
-        if changed or gained:
-            for name in changed:
-                setattr(self, name, before[name])
-            what = ", ".join([*changed, *gained])
-            # JupyterHub reuses the last options at the next plain start: drop these
-            self.user_options = {}
-            if self.orm_spawner is not None:
-                self.orm_spawner.user_options = {}
-                self.user.db.commit()
-            self.log.warning("Refused user_options of %s setting %s", self._log_name, what)
-            audit(self._requester(), "spawn-options", self._log_name, "refused", setting=what)
-            raise SpawnRefused(
-                f"Server options may not set {what}. Docker access and GPUs are granted "
-                "by an administrator through hub groups.",
-                reason="forbidden-option",
-                status_code=403,
-            )
+        if not (changed or gained):
+            return
+        for name in changed:
+            setattr(self, name, before[name])
+        what = ", ".join([*changed, *gained])
+        # JupyterHub reuses the last options at the next plain start: drop these
+        self.user_options = {}
+        if self.orm_spawner is not None:
+            self.orm_spawner.user_options = {}
+            self.user.db.commit()
+        self.log.warning("Refused user_options of %s setting %s", self._log_name, what)
+        audit(self._requester(), "spawn-options", self._log_name, "refused", setting=what)
+        raise SpawnRefused(
+            f"Server options may not set {what}. Only settings the administrator "
+            "declared user-settable (c.ExtDockerSpawner.user_options_traits) can be "
+            "chosen; Docker access and GPUs are granted through hub groups.",
+            reason="forbidden-option",
+            status_code=403,
+        )
 
     def _config_escalations(self) -> list[str]:
         found = []
@@ -614,7 +675,9 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             "name": self.container_name,
             "command": await self.get_command(),
             "labels": {
-                **objects.container_labels(self.user.id, self.user.name, self.name),
+                **objects.container_labels(
+                    self.user.id, self.user.name, self.name, self.owner().created
+                ),
                 **await self.extra_labels(),
             },
         }
@@ -651,7 +714,64 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
                 self.object_name = expected
                 self.object_id = ""
 
+    async def get_object(self) -> dict | None:
+        """The server's container, only if its labels say it is this user's server.
+
+        A container of the expected name that is someone else's is never
+        reported as ours: not to ``poll`` (the hub would proxy to it), not to
+        ``start`` (DockerSpawner would remove or restart it), not to ``stop``.
+        """
+        obj = await super().get_object()
+        self._foreign_container = None
+        if obj is None:
+            return None
+        why = ownership.container_refusal(
+            self.object_name,
+            (obj.get("Config") or {}).get("Labels"),
+            owner=self.owner(),
+            server_name=self.name,
+            adopt_unlabelled=self.adopt_unlabelled,
+        )
+        if why:
+            self.log.warning(
+                "Not using container %s for %s: %s", self.object_name, self._log_name, why
+            )
+            self._foreign_container = why
+            self.object_id = ""
+            return None
+        return obj
+
+    _foreign_container: str | None = None
+
+    async def check_ownership(self) -> None:
+        """Refuse a start that would use another user's container or volumes."""
+        if await self.get_object() is None and self._foreign_container:
+            why = self._foreign_container
+            audit(self._requester(), "start", self._log_name, "refused", reason=why)
+            raise NotOwnedError(
+                f"Cannot start: {why}. An administrator can remove that container, "
+                "or change c.ExtDockerSpawner.name_template."
+            )
+        # volumes named in DockerSpawner's own `volumes` (our volume set is
+        # checked as each volume is ensured)
+        for source in objects.named_volume_sources(self.volume_binds):
+            try:
+                info = await self.docker("inspect_volume", source)
+            except docker.errors.NotFound:
+                continue
+            why = self.volume_refusal(source, info.get("Labels"), None)
+            if why:
+                self._refuse_volume(why, source)
+
     async def start(self) -> tuple[str, int]:
+        why = usernames.problem(self.user.name)
+        if why:
+            # a name from before the rule, or an authenticator that skips it
+            raise SpawnRefused(
+                f"Cannot start a server for {self.user.name!r}: {why}. "
+                "An administrator can rename the user.",
+                reason="invalid-user-name",
+            )
         running = rename.api_job_running(self.user.db, self.user.id)
         if running is not None:
             raise RuntimeError(
@@ -669,6 +789,7 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             # Wait for any volume reset or rename of this user to finish first.
             async with user_lock(self.user.id):
                 await self._follow_rename()
+                await self.check_ownership()
                 await self.ensure_volumes()
                 if not self.remove:
                     await self.drop_container_with_other_grants()
@@ -743,6 +864,33 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         await self.remove_object()
         self.object_id = ""
 
+    async def remove_object(self) -> None:
+        """Remove this server's old container, keeping its anonymous volumes.
+
+        DockerSpawner removes them with the container (``v=True``). We remove
+        old containers for reasons the user did not ask for (grants changed,
+        a leftover found at start), and an image's ``VOLUME`` paths may hold
+        the only copy of someone's files: never delete data as a side effect.
+        They are logged so an admin can remove them.
+        """
+        try:
+            info = await self.docker("inspect_container", self.object_id)
+        except docker.errors.NotFound:
+            return
+        anonymous = objects.anonymous_volumes(info.get("Mounts"))
+        try:
+            await self.docker("remove_container", self.object_id, v=False)
+        except docker.errors.APIError as e:
+            if e.status_code not in (404, 409):  # gone, or removal already in progress
+                raise
+        if anonymous:
+            self.log.warning(
+                "Removed container %s of %s; kept its anonymous volumes %s",
+                self.object_name,
+                self._log_name,
+                ", ".join(anonymous),
+            )
+
     async def start_object(self) -> None:
         try:
             await super().start_object()
@@ -766,9 +914,11 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             rename.forget_spawner(self)
 
 
-def validate_volume_set(raw: Any) -> list[VolumeSpec]:
-    """Check a volume set from config; raise VolumeSetError naming the bad entry."""
-    return parse_volume_set(raw)
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # values without a usable ==
+        return a is b
 
 
-__all__ = ["ExtDockerSpawner", "VolumeSetError", "validate_volume_set"]
+__all__ = ["ExtDockerSpawner", "VolumeSetError"]

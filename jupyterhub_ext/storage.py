@@ -14,12 +14,10 @@ from typing import TYPE_CHECKING, Any
 import docker
 from traitlets import Bool, HasTraits
 
-from . import archive, dockerpool, secretopts
+from . import archive, dockerpool, ownership, rename_db, secretopts
 from .audit import audit
 from .locks import user_lock
 from .volumes import (
-    LABEL_OWNER_ID,
-    LABEL_SERVER_NAME,
     VolumeSetError,
     VolumeSpec,
     volume_labels,
@@ -35,6 +33,15 @@ IN_USE_GRACE_SECONDS = 20.0
 
 class StorageError(RuntimeError):
     """A storage problem shown to the user; its message never holds a secret."""
+
+
+class NotOwnedError(StorageError):
+    """A volume or container of this name exists but is not this user's (ownership.py)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        # what JupyterHub shows on the spawn page and in the API instead of "Unhandled error"
+        self.jupyterhub_message = message
 
 
 # volume names we already warned about (options differ from the declaration)
@@ -93,6 +100,52 @@ class StorageMixin(HasTraits):
         """,
     ).tag(config=True)
 
+    adopt_unlabelled = Bool(
+        False,
+        help="""
+        Let a user's server use an existing volume (or, with ``remove =
+        False``, an existing container) of the expected name that carries no
+        jupyterhub_ext owner labels, e.g. one made by plain DockerSpawner
+        before you switched.
+
+        Off by default: a volume's name alone does not prove whose it is (a
+        user deleted with her volumes kept leaves them to whoever signs up
+        next under that name), so such a spawn is refused with a message
+        naming the volume and this setting. Turn it on when switching over
+        if every unlabelled volume of that naming really is its user's
+        (Docker cannot add labels to an existing volume, so keep it on while
+        such volumes are in use). Volumes with owner labels are never handed
+        to another user either way.
+        """,
+    ).tag(config=True)
+
+    # -- ownership ------------------------------------------------------------
+
+    def owner(self: ExtDockerSpawner) -> ownership.Owner:
+        """This server's owner as recorded in labels."""
+        return ownership.Owner.of(self.user)
+
+    def volume_refusal(
+        self: ExtDockerSpawner, name: str, labels: dict | None, scope: str | None
+    ) -> str | None:
+        """Why this user must not get volume ``name`` (the one rule: ownership.py)."""
+        unfinished = {job.key for job in rename_db.unfinished_jobs(self.user.db)}
+        return ownership.volume_refusal(
+            name,
+            labels,
+            owner=self.owner(),
+            scope=scope,
+            unfinished_jobs=unfinished,
+            adopt_unlabelled=self.adopt_unlabelled,
+        )
+
+    def _refuse_volume(self: ExtDockerSpawner, why: str, name: str) -> None:
+        self.log.error("Refused volume for %s: %s", self._log_name, why)
+        audit(self._requester(), "mount-volume", self._log_name, "refused", volume=name, reason=why)
+        raise NotOwnedError(
+            f"Cannot start: {why}. Nothing was mounted. " + ownership.ADMIN_HINT.format(name=name)
+        )
+
     # -- creation -----------------------------------------------------------
 
     async def _resolved_opts(self: ExtDockerSpawner, spec: VolumeSpec) -> tuple[dict, list[str]]:
@@ -112,15 +165,25 @@ class StorageMixin(HasTraits):
         except docker.errors.NotFound:
             info = None
         if info is not None:
+            why = self.volume_refusal(name, info.get("Labels"), spec.scope)
+            if why:
+                self._refuse_volume(why, name)
             if spec.driver_opts and name not in _warned_options:
                 await self._warn_if_options_differ(spec, name, info)
             return
         opts, secrets = await self._resolved_opts(spec)
+        owner = self.owner()
         labels = volume_labels(
-            spec, owner_id=self.user.id, owner_name=self.user.name, server_name=self.name
+            spec,
+            owner_id=owner.id,
+            owner_name=owner.name,
+            server_name=self.name,
+            owner_created=owner.created,
         )
         try:
-            await self.docker(
+            # Docker's create returns an existing volume of that name unchanged
+            # (a create racing ours): its labels, not our request, say whose it is
+            created = await self.docker(
                 "create_volume",
                 name=name,
                 driver=spec.driver,
@@ -132,6 +195,9 @@ class StorageMixin(HasTraits):
             raise StorageError(f"Could not create volume {name} ({spec.key}): {msg}") from None
         finally:
             del opts
+        why = self.volume_refusal(name, (created or {}).get("Labels"), spec.scope)
+        if why:
+            self._refuse_volume(why, name)
         self.log.info("Created volume %s (%s) for %s", name, spec.key, self._log_name)
 
     async def _warn_if_options_differ(
@@ -248,12 +314,14 @@ class StorageMixin(HasTraits):
             info = await self.docker("inspect_container", self.container_name)
         except docker.errors.NotFound:
             return
-        labels = info.get("Config", {}).get("Labels") or {}
-        ours = labels.get(LABEL_OWNER_ID) == str(self.user.id)
-        if not ours or labels.get(LABEL_SERVER_NAME) != self.name:
-            self.log.warning(
-                "Not removing container %s: its labels do not name %s", info["Name"], self._log_name
-            )
+        why = ownership.container_refusal(
+            info["Name"].lstrip("/"),
+            info.get("Config", {}).get("Labels"),
+            owner=self.owner(),
+            server_name=self.name,
+        )
+        if why:
+            self.log.warning("Not removing container: %s", why)
             return
         if info.get("State", {}).get("Running"):
             self.log.warning("Not removing container %s: it is running", info["Name"])
@@ -271,17 +339,11 @@ class StorageMixin(HasTraits):
             info = await self.docker("inspect_volume", name)
         except docker.errors.NotFound:
             return "absent", ""
-        owner = (info.get("Labels") or {}).get(LABEL_OWNER_ID)
-        if owner != str(self.user.id):
-            # same name, other owner (or made by hand): not ours to delete
-            self.log.warning(
-                "Not removing volume %s: its owner-id label is %r, not %s's id %s",
-                name,
-                owner,
-                self.user.name,
-                self.user.id,
-            )
-            return "not-owned", f"owner-id label {owner!r}"
+        # same name, other owner (or made by hand): not ours to delete
+        why = ownership.volume_refusal(name, info.get("Labels"), owner=self.owner(), scope="user")
+        if why:
+            self.log.warning("Not removing volume %s: %s", name, why)
+            return "not-owned", why
         deadline = time.monotonic() + IN_USE_GRACE_SECONDS
         while True:
             try:

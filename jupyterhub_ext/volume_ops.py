@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 
-from . import dockerpool
+from . import dockerpool, ownership
 from .volumes import LABEL_MANAGED, LABEL_OWNER_ID, VolumeSpec
 
 log = logging.getLogger("jupyterhub_ext.volume_ops")
@@ -158,11 +158,14 @@ async def list_volumes(
     *,
     pool_size: int = dockerpool.DEFAULT_POOL_SIZE,
     size_wait: float = SIZE_WAIT,
+    refusal: Callable[[str, Mapping[str, str] | None, str], str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per volume of the set: what a user may see about it.
 
     ``size`` is bytes, or None when not known yet (never created, or the
     engine's usage data not in the cache and not ready within ``size_wait``).
+    ``refusal(name, labels, scope)``: the ownership rule; a volume of that
+    name that is not the user's shows only ``problem``, nothing of its content.
     """
     infos, sizes = await asyncio.gather(
         asyncio.gather(*(_inspect(client, names[s.key], pool_size) for s in specs)),
@@ -171,14 +174,16 @@ async def list_volumes(
     out = []
     for spec, info in zip(specs, infos, strict=True):
         name = names[spec.key]
-        out.append(
-            {
-                **spec.public(),
-                "name": name,
-                "exists": info is not None,
-                "size": sizes.get(name) if info is not None else None,
-            }
-        )
+        problem = refusal(name, info.get("Labels"), spec.scope) if info and refusal else None
+        entry = {
+            **spec.public(),
+            "name": name,
+            "exists": info is not None,
+            "size": sizes.get(name) if info is not None and not problem else None,
+        }
+        if problem:
+            entry["problem"] = problem
+        out.append(entry)
     return out
 
 
@@ -189,7 +194,7 @@ async def list_volumes(
 class ResetResult:
     key: str
     name: str
-    status: str = "reset"  # reset | absent | failed
+    status: str = "reset"  # reset | absent | refused (not this user's) | failed
     message: str = ""
     removed_containers: list[str] = field(default_factory=list)
 
@@ -214,7 +219,12 @@ def _owned_by(labels: Mapping[str, str] | None, owner_id: int) -> bool:
 
 
 async def _reset_one(
-    client: docker.APIClient, key: str, name: str, owner_id: int, pool_size: int
+    client: docker.APIClient,
+    key: str,
+    name: str,
+    owner: ownership.Owner,
+    pool_size: int,
+    adopt_unlabelled: bool = False,
 ) -> ResetResult:
     res = ResetResult(key=key, name=name)
 
@@ -225,11 +235,13 @@ async def _reset_one(
     if info is None:
         res.status, res.message = "absent", "did not exist; the next start creates it empty"
         return res
-    vol_owner = (info.get("Labels") or {}).get(LABEL_OWNER_ID)
-    if vol_owner is not None and vol_owner != str(owner_id):
-        # e.g. a name template that maps two users to one name: never cross over
-        res.status = "failed"
-        res.message = f"volume {name} is labelled as another user's; ask an administrator"
+    # e.g. a name template that maps two users to one name: never cross over
+    why = ownership.volume_refusal(
+        name, info.get("Labels"), owner=owner, scope="user", adopt_unlabelled=adopt_unlabelled
+    )
+    if why:
+        res.status = "refused"
+        res.message = f"{why}; nothing was removed; ask an administrator"
         return res
 
     holders = await run(client.containers, all=True, filters={"volume": name})
@@ -243,7 +255,7 @@ async def _reset_one(
             res.status = "failed"
             res.message = f"in use by container {cname} ({state}); stop it first"
             return res
-        if not _owned_by((detail.get("Config") or {}).get("Labels"), owner_id):
+        if not _owned_by((detail.get("Config") or {}).get("Labels"), owner.id):
             res.status = "failed"
             res.message = (
                 f"held by container {cname}, which is not one of this user's servers; "
@@ -276,8 +288,9 @@ async def reset_volumes(
     client: docker.APIClient,
     targets: Sequence[tuple[str, str]],
     *,
-    owner_id: int,
+    owner: ownership.Owner,
     pool_size: int = dockerpool.DEFAULT_POOL_SIZE,
+    adopt_unlabelled: bool = False,
 ) -> list[ResetResult]:
     """Remove the given (key, docker name) volumes of one hub user, one by one.
 
@@ -287,7 +300,7 @@ async def reset_volumes(
     results = []
     for key, name in targets:
         try:
-            res = await _reset_one(client, key, name, owner_id, pool_size)
+            res = await _reset_one(client, key, name, owner, pool_size, adopt_unlabelled)
         except docker.errors.APIError as e:
             res = ResetResult(key, name, "failed", f"Docker error: {e.explanation or e}")
         results.append(res)

@@ -24,6 +24,7 @@ LABEL_SCOPE = LABEL_PREFIX + "scope"
 LABEL_OWNER_ID = LABEL_PREFIX + "owner-id"
 LABEL_OWNER_NAME = LABEL_PREFIX + "owner-name"
 LABEL_SERVER_NAME = LABEL_PREFIX + "server-name"
+LABEL_OWNER_CREATED = LABEL_PREFIX + "owner-created"
 
 USER_FIELDS = ("{username}", "{safe_username}")
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -276,6 +277,7 @@ def volume_labels(
     owner_id: int | None,
     owner_name: str | None,
     server_name: str = "",
+    owner_created: str = "",
 ) -> dict[str, str]:
     """Labels a volume is created with, so it can be found without its name."""
     labels = {
@@ -287,6 +289,9 @@ def volume_labels(
     if spec.per_user:
         labels[LABEL_OWNER_ID] = str(owner_id)
         labels[LABEL_OWNER_NAME] = owner_name or ""
+        if owner_created:
+            # user ids can be reused by the database: the creation time tells users apart
+            labels[LABEL_OWNER_CREATED] = owner_created
         if spec.per_server:
             labels[LABEL_SERVER_NAME] = server_name
     return labels

@@ -35,3 +35,17 @@ def test_binds_dict_and_list_forms_normalize():
     assert binds == ["/data:/srv/data:ro", "vol:/mnt:rw"]
     assert normalize_binds(["/a:/b:ro"]) == ["/a:/b:ro"]
     assert normalize_binds(None) == []
+
+
+def test_anonymous_volumes_are_told_from_named_ones():
+    from jupyterhub_ext.objects import anonymous_volumes
+
+    anon = "a" * 60 + "0f12"
+    mounts = [
+        {"Type": "volume", "Name": anon},
+        {"Type": "volume", "Name": "jupyterhub-user-alice"},
+        {"Type": "bind", "Source": "/data"},
+        {"Type": "volume", "Name": "x" * 64},
+    ]
+    assert anonymous_volumes(mounts) == [anon]
+    assert anonymous_volumes(None) == []

@@ -275,8 +275,9 @@ def test_reset_volumes_api(make_hub, docker_client, lab_image):
         f"{p}-alice-home", labels={"jupyterhub-ext.owner-id": "987654"}
     )
     r = as_user(hub, tok, "DELETE", "/users/alice/manage-volumes", json={"volumes": ["home"]})
-    assert r.status_code == 500, r.text
-    assert "labelled as another user's" in r.json()["volumes"][0]["message"]
+    assert r.status_code == 409, r.text  # a refusal, with the reason
+    assert r.json()["volumes"][0]["status"] == "refused"
+    assert "belongs to another user" in r.json()["volumes"][0]["message"]
     impostor.reload()
     impostor.remove()
 

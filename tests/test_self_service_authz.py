@@ -26,7 +26,11 @@ BROWSER_CROSS_SITE = {"Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "cross-site"}
 
 
 def test_authorization_matrix(make_hub, docker_client):
-    hub = make_hub("c.JupyterHub.allow_named_servers = True\n")
+    # the volume made by hand below carries no owner labels: let alice's reset
+    # take it (ownership itself is tested in test_boundary_ownership_docker.py)
+    hub = make_hub(
+        "c.JupyterHub.allow_named_servers = True\nc.ExtDockerSpawner.adopt_unlabelled = True\n"
+    )
     p = hub.prefix
     for name in ("alice", "bob", "admin"):
         hub.create_user(name)

@@ -321,11 +321,6 @@ c.ExtDockerSpawner.remove_volumes_on_delete = True
 # stopped containers stay and hold their volumes: delete must remove them first
 c.ExtDockerSpawner.remove = False
 """
-    # A volume that has alice's name but is not hers (another owner id): kept.
-    docker_client.volumes.create(
-        f"{prefix}-alice-cache",
-        labels={"jupyterhub-ext.owner-id": "999999", "jupyterhub-ext.owner-name": "alice"},
-    )
     hub = make_hub(config, prefix=prefix)
     hub.spawn("alice")
     hub.spawn("alice", "lab")
@@ -361,7 +356,18 @@ c.ExtDockerSpawner.remove = False
     assert hub.container("alice", "lab") is None
     assert hub.container("alice") is not None
 
-    # 2. deleting the user (server running) removes the rest of hers
+    # A volume that has alice's name but is not hers (another owner id): kept.
+    # Her spawns refuse such a volume (test_boundary_ownership_docker.py), so
+    # it is put in place of her own cache while her default server is away.
+    hub.stop_server("alice")
+    hub.container("alice").remove()  # remove=False kept it, holding the cache
+    docker_client.volumes.get(f"{prefix}-alice-cache").remove()
+    docker_client.volumes.create(
+        f"{prefix}-alice-cache",
+        labels={"jupyterhub-ext.owner-id": "999999", "jupyterhub-ext.owner-name": "alice"},
+    )
+
+    # 2. deleting the user removes the rest of hers
     r = hub.api("DELETE", "/users/alice")
     assert r.status_code == 204, r.text
     after = volume_names(docker_client, prefix)
@@ -381,9 +387,13 @@ c.ExtDockerSpawner.remove = False
     assert f"Deleted server alice/lab: removed volumes [{prefix}-alice-lab-scratch]\n" in log
     assert (
         f"Deleted user alice: removed volumes [{prefix}-alice-home, {prefix}-alice--scratch]; "
-        f"kept, not theirs: {{'{prefix}-alice-cache': \"owner-id label '999999'\"}}\n"
+        f"kept, not theirs: {{'{prefix}-alice-cache': \"volume {prefix}-alice-cache belongs "
+        "to another user (owner id 999999, name 'alice'), not to 'alice'\"}\n"
     ) in log
-    assert f"Not removing volume {prefix}-alice-cache: its owner-id label is '999999'" in log
+    assert (
+        f"Not removing volume {prefix}-alice-cache: volume {prefix}-alice-cache belongs to "
+        "another user (owner id 999999"
+    ) in log
     assert (
         'AUDIT actor="jupyterhub" action="delete-volumes" target="alice" result="ok" '
         f'failed={{}} kept_not_owned=["{prefix}-alice-cache"] '

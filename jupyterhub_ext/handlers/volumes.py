@@ -24,7 +24,7 @@ from typing import Any
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .. import volume_ops
+from .. import ownership, volume_ops
 from ..audit import audit
 from ..locks import user_lock
 from ..scopes import MANAGE_VOLUMES, user_scope
@@ -83,7 +83,11 @@ class ManageVolumesAPIHandler(APIHandler):
         user, spawner = find_server(self, user_name, server_name)
         specs, names = self._spawner_volumes(spawner)
         volumes = await volume_ops.list_volumes(
-            spawner.client, specs, names, pool_size=spawner.docker_pool_size
+            spawner.client,
+            specs,
+            names,
+            pool_size=spawner.docker_pool_size,
+            refusal=spawner.volume_refusal,
         )
         busy = busy_servers(user, {names[s.key] for s in specs if s.resettable})
         self.write(
@@ -127,7 +131,8 @@ class ManageVolumesAPIHandler(APIHandler):
             results = await volume_ops.reset_volumes(
                 spawner.client,
                 [(k, names[k]) for k in keys],
-                owner_id=user.id,
+                owner=ownership.Owner.of(user),
+                adopt_unlabelled=getattr(spawner, "adopt_unlabelled", False),
                 pool_size=spawner.docker_pool_size,
             )
         ok = all(r.ok for r in results)
@@ -139,7 +144,9 @@ class ManageVolumesAPIHandler(APIHandler):
             volumes={r.key: r.status for r in results},
             **({} if ok else {"errors": {r.key: r.message for r in results if not r.ok}}),
         )
-        self.set_status(200 if ok else 500)
+        # a volume that is not this user's is a refusal (409), not a server fault
+        refused_only = all(r.ok or r.status == "refused" for r in results)
+        self.set_status(200 if ok else 409 if refused_only else 500)
         self.write(
             json.dumps(
                 {
