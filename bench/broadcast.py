@@ -14,7 +14,8 @@ left), and prints medians and spread.
     cd <repo> && PYTHONPATH=$PWD python bench/broadcast.py
     python bench/broadcast.py --sizes 10,50,200 --repeat 5 --timeout 2 --concurrency 20
 
-What to look for: without the hung endpoint, time grows with N / concurrency;
+What to look for: without the hung endpoint, time grows with N / concurrency
+("tokens ms" is the part spent minting and deleting the per-target tokens);
 with it, the broadcast takes about max(that, timeout): the hung server costs
 its own timeout once, and the others are not held up.
 """
@@ -147,8 +148,11 @@ class HubDatabase:
         from jupyterhub_ext import broadcast_tokens
         from jupyterhub_ext.broadcast import SERVICE_ROLE
 
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # schema set-up chatter
-        self.db = orm.new_session_factory(f"sqlite:///{path}")()
+        logging.disable(logging.INFO)  # alembic's schema set-up chatter
+        try:
+            self.db = orm.new_session_factory(f"sqlite:///{path}")()
+        finally:
+            logging.disable(logging.NOTSET)
         self.db.add(orm.OAuthClient(identifier=broadcast_tokens.HUB_CLIENT))
         self.service = orm.Service(name="jupyterhub-ext-notifier")
         role = orm.Role(name=SERVICE_ROLE, scopes=["access:servers"])
@@ -162,11 +166,13 @@ class HubDatabase:
         return self.db.query(orm.APIToken).count()
 
 
-async def one_run(hub: HubDatabase, targets, n: int, label: str, args) -> tuple[float, float, dict]:
+async def one_run(
+    hub: HubDatabase, targets, n: int, label: str, args
+) -> tuple[tuple[float, float, float], dict]:
     """One broadcast as the hub makes it: mint per-target tokens, deliver, revoke.
 
     Returns (total seconds, seconds until every answering server had it,
-    the token each target was given).
+    seconds spent minting and deleting tokens) and the token each target got.
     """
     from jupyterhub_ext import broadcast_tokens
     from jupyterhub_ext.fanout import deliver
@@ -180,6 +186,7 @@ async def one_run(hub: HubDatabase, targets, n: int, label: str, args) -> tuple[
     payload = {"message": f"bench {label}", "type": "info", "immediate": True}
     start = time.perf_counter()
     tokens = broadcast_tokens.mint(hub.db, hub.service, targets, expires_in=300)
+    minted = time.perf_counter()
     try:
         results = await deliver(
             targets,
@@ -190,19 +197,22 @@ async def one_run(hub: HubDatabase, targets, n: int, label: str, args) -> tuple[
             on_result=record,
         )
     finally:
+        delivered_at = time.perf_counter()
         broadcast_tokens.revoke(hub.db, hub.service, tokens.ids)
-    total = time.perf_counter() - start
+    end = time.perf_counter()
+    total = end - start
+    token_work = (minted - start) + (end - delivered_at)
     given = dict(tokens.by_target)
     assert hub.tokens_left() == 0, "a delivery token was left in the database"
     delivered = sum(1 for x in results if x.ok)
     assert delivered == n, f"N={n}: only {delivered} delivered"
     for x in results[n:]:
         assert not x.ok and x.error.startswith("no answer within"), x
-    return total, max(done) - start, given
+    return (total, max(done) - start, token_work), given
 
 
-def summary(n: int, hung: bool, runs: list[tuple[float, float]]) -> dict:
-    times = [t for t, _ in runs]
+def summary(n: int, hung: bool, runs: list[tuple[float, float, float]]) -> dict:
+    times = [t for t, _, _ in runs]
     return {
         "n": n,
         "hung": hung,
@@ -210,7 +220,8 @@ def summary(n: int, hung: bool, runs: list[tuple[float, float]]) -> dict:
         "min": min(times),
         "max": max(times),
         "stdev": statistics.stdev(times) if len(times) > 1 else 0.0,
-        "others": statistics.median(o for _, o in runs),
+        "others": statistics.median(o for _, o, _ in runs),
+        "tokens": statistics.median(k for _, _, k in runs),
     }
 
 
@@ -241,8 +252,8 @@ async def measure(n: int, args: argparse.Namespace, token: str, hub: HubDatabase
                 ("plain", targets, plain_runs),
                 ("hung", targets + hung, hung_runs),
             ):
-                total, others, given = await one_run(hub, tg, n, f"{label} {r}", args)
-                runs.append((total, others))
+                timings, given = await one_run(hub, tg, n, f"{label} {r}", args)
+                runs.append(timings)
                 # every answering endpoint queued exactly this message, with
                 # the token minted for it and for no other server
                 queues = await drain_all(info["ports"], token)
@@ -272,7 +283,7 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     print(
         f"{'N':>5} {'hung':>5} {'median s':>9} {'min s':>7} {'max s':>7} {'stdev':>7}"
-        f" {'ms/server':>10} {'others done s':>14}"
+        f" {'ms/server':>10} {'others done s':>14} {'tokens ms':>10}"
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -283,7 +294,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 print(
                     f"{n:>5} {'yes' if row['hung'] else 'no':>5} {row['median']:>9.3f} "
                     f"{row['min']:>7.3f} {row['max']:>7.3f} {row['stdev']:>7.3f} "
-                    f"{1000 * row['median'] / n:>10.2f} {row['others']:>14.3f}",
+                    f"{1000 * row['median'] / n:>10.2f} {row['others']:>14.3f}"
+                    f" {1000 * row['tokens']:>10.1f}",
                     flush=True,
                 )
     print()
