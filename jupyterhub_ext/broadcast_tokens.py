@@ -26,7 +26,7 @@ from jupyterhub.scopes import _check_scopes_exist, _check_token_scopes
 from jupyterhub.utils import new_token
 from sqlalchemy.orm import Session
 
-from .broadcast import server_scope
+from .broadcast import server_scope, token_scopes
 from .fanout import Target
 
 NOTE = "jupyterhub-ext broadcast (deleted after delivery)"
@@ -61,8 +61,9 @@ def mint(
     oauth_client = db.query(orm.OAuthClient).filter_by(identifier=HUB_CLIENT).one()
     # The checks APIToken.new makes per token, once for the whole set: every
     # scope exists and the service holds it (its role has access:servers).
-    _check_scopes_exist(set(scopes.values()), who_for="token")
-    _check_token_scopes(set(scopes.values()), owner=service, oauth_client=oauth_client)
+    every = set(token_scopes([(t.username, t.server) for t in targets]))
+    _check_scopes_exist(every, who_for="token")
+    _check_token_scopes(every, owner=service, oauth_client=oauth_client)
 
     expires_at = orm.APIToken.now() + timedelta(seconds=int(expires_in))
     minted = DeliveryTokens()
