@@ -103,8 +103,10 @@ c.ExtDockerSpawner.user_options_traits = []
 # (images need jupyterlab-notifications-extension). Admins may send; delegate
 # by adding people to the group "jupyterhub-ext-broadcasters" (admin page).
 # Delivery uses a hub-managed service holding only access:servers, with one
-# short-lived token per broadcast (see docs/features/notifications.md).
+# short-lived token per target server, good for that server only and deleted
+# after the broadcast (see docs/features/notifications.md).
 c.NotificationsConfig.max_length = 140  # characters per message
+c.NotificationsConfig.max_recipients = 1000  # entries in a chosen-recipients list
 c.NotificationsConfig.concurrency = 20  # servers contacted at once
 c.NotificationsConfig.timeout = 10  # seconds each server gets to answer
 c.NotificationsConfig.default_auto_close = 5  # page default; 0 = stay until dismissed

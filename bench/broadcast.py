@@ -2,16 +2,20 @@
 """Benchmark the notification fan-out: time against N, with and without a hung server.
 
 Starts a child process serving N lightweight HTTP endpoints on 127.0.0.1 that
-speak the jupyterlab-notifications-extension ingest API (token check, JSON
+speak the jupyterlab-notifications-extension ingest API (token required, JSON
 validation, a queue drained by GET .../notifications), plus, for the "hung"
 runs, one endpoint that accepts the connection and never answers. Then it
-times ``jupyterhub_ext.fanout.deliver`` - the code the hub runs - for each N,
-checks every endpoint really queued the message, and prints medians and spread.
+times what the hub does for one broadcast, for each N: mint one token per
+target in a JupyterHub database (JupyterHub's own ORM on an sqlite file, as a
+hub has), ``jupyterhub_ext.fanout.deliver``, and delete the tokens. It checks
+every endpoint really queued the message with its own token (and no token is
+left), and prints medians and spread.
 
     cd <repo> && PYTHONPATH=$PWD python bench/broadcast.py
     python bench/broadcast.py --sizes 10,50,200 --repeat 5 --timeout 2 --concurrency 20
 
-What to look for: without the hung endpoint, time grows with N / concurrency;
+What to look for: without the hung endpoint, time grows with N / concurrency
+("tokens ms" is the part spent minting and deleting the per-target tokens);
 with it, the broadcast takes about max(that, timeout): the hung server costs
 its own timeout once, and the others are not held up.
 """
@@ -26,6 +30,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,8 +53,15 @@ async def serve(n: int, hung: int, token: str) -> None:
     logging.getLogger("tornado.access").disabled = True
 
     class Base(web.RequestHandler):
+        # ingest needs a token (the parent checks it was this server's own,
+        # minted for the broadcast); the drain needs the bench's own
+        bench_token_only = False
+
         def prepare(self) -> None:
-            if self.request.headers.get("Authorization") != f"token {token}":
+            auth = self.request.headers.get("Authorization", "")
+            if not auth.startswith("token ") or (
+                self.bench_token_only and auth != f"token {token}"
+            ):
                 raise web.HTTPError(403)
 
     def app() -> web.Application:
@@ -67,10 +79,18 @@ async def serve(n: int, hung: int, token: str) -> None:
                     self.set_status(400)
                     self.finish({"error": "'message' must be a non-empty string"})
                     return
-                queue.append({"message": body["message"], "type": body.get("type", "info")})
+                queue.append(
+                    {
+                        "message": body["message"],
+                        "type": body.get("type", "info"),
+                        "auth": self.request.headers["Authorization"],
+                    }
+                )
                 self.finish({"success": True, "notification_id": f"n{len(queue)}"})
 
         class Drain(Base):
+            bench_token_only = True
+
             def get(self, user: str) -> None:
                 items = list(queue)
                 queue.clear()
@@ -117,8 +137,44 @@ async def drain_all(ports: list[int], token: str) -> list[list[dict]]:
     return [json.loads(r.body)["notifications"] for r in responses]
 
 
-async def one_run(targets, n: int, label: str, args, token: str) -> tuple[float, float]:
-    """One broadcast: (total seconds, seconds until every answering server had it)."""
+class HubDatabase:
+    """A JupyterHub database on an sqlite file with the delivery service, as setup(c) makes it."""
+
+    def __init__(self, path: Path) -> None:
+        import logging
+
+        from jupyterhub import orm
+
+        from jupyterhub_ext import broadcast_tokens
+        from jupyterhub_ext.broadcast import SERVICE_ROLE
+
+        logging.disable(logging.INFO)  # alembic's schema set-up chatter
+        try:
+            self.db = orm.new_session_factory(f"sqlite:///{path}")()
+        finally:
+            logging.disable(logging.NOTSET)
+        self.db.add(orm.OAuthClient(identifier=broadcast_tokens.HUB_CLIENT))
+        self.service = orm.Service(name="jupyterhub-ext-notifier")
+        role = orm.Role(name=SERVICE_ROLE, scopes=["access:servers"])
+        self.db.add_all([self.service, role])
+        self.service.roles.append(role)
+        self.db.commit()
+
+    def tokens_left(self) -> int:
+        from jupyterhub import orm
+
+        return self.db.query(orm.APIToken).count()
+
+
+async def one_run(
+    hub: HubDatabase, targets, n: int, label: str, args
+) -> tuple[tuple[float, float, float], dict]:
+    """One broadcast as the hub makes it: mint per-target tokens, deliver, revoke.
+
+    Returns (total seconds, seconds until every answering server had it,
+    seconds spent minting and deleting tokens) and the token each target got.
+    """
+    from jupyterhub_ext import broadcast_tokens
     from jupyterhub_ext.fanout import deliver
 
     done: list[float] = []
@@ -129,24 +185,34 @@ async def one_run(targets, n: int, label: str, args, token: str) -> tuple[float,
 
     payload = {"message": f"bench {label}", "type": "info", "immediate": True}
     start = time.perf_counter()
-    results = await deliver(
-        targets,
-        payload,
-        token=token,
-        concurrency=args.concurrency,
-        per_server_timeout=args.timeout,
-        on_result=record,
-    )
-    total = time.perf_counter() - start
+    tokens = broadcast_tokens.mint(hub.db, hub.service, targets, expires_in=300)
+    minted = time.perf_counter()
+    try:
+        results = await deliver(
+            targets,
+            payload,
+            tokens=tokens,
+            concurrency=args.concurrency,
+            per_server_timeout=args.timeout,
+            on_result=record,
+        )
+    finally:
+        delivered_at = time.perf_counter()
+        broadcast_tokens.revoke(hub.db, hub.service, tokens.ids)
+    end = time.perf_counter()
+    total = end - start
+    token_work = (minted - start) + (end - delivered_at)
+    given = dict(tokens.by_target)
+    assert hub.tokens_left() == 0, "a delivery token was left in the database"
     delivered = sum(1 for x in results if x.ok)
     assert delivered == n, f"N={n}: only {delivered} delivered"
     for x in results[n:]:
         assert not x.ok and x.error.startswith("no answer within"), x
-    return total, max(done) - start
+    return (total, max(done) - start, token_work), given
 
 
-def summary(n: int, hung: bool, runs: list[tuple[float, float]]) -> dict:
-    times = [t for t, _ in runs]
+def summary(n: int, hung: bool, runs: list[tuple[float, float, float]]) -> dict:
+    times = [t for t, _, _ in runs]
     return {
         "n": n,
         "hung": hung,
@@ -154,11 +220,12 @@ def summary(n: int, hung: bool, runs: list[tuple[float, float]]) -> dict:
         "min": min(times),
         "max": max(times),
         "stdev": statistics.stdev(times) if len(times) > 1 else 0.0,
-        "others": statistics.median(o for _, o in runs),
+        "others": statistics.median(o for _, o, _ in runs),
+        "tokens": statistics.median(k for _, _, k in runs),
     }
 
 
-async def measure(n: int, args: argparse.Namespace, token: str) -> list[dict]:
+async def measure(n: int, args: argparse.Namespace, token: str, hub: HubDatabase) -> list[dict]:
     """Runs without and with the hung endpoint, interleaved (fair under load)."""
     from jupyterhub_ext.fanout import Target
 
@@ -185,11 +252,21 @@ async def measure(n: int, args: argparse.Namespace, token: str) -> list[dict]:
                 ("plain", targets, plain_runs),
                 ("hung", targets + hung, hung_runs),
             ):
-                runs.append(await one_run(tg, n, f"{label} {r}", args, token))
-                # every answering endpoint queued exactly this message
+                timings, given = await one_run(hub, tg, n, f"{label} {r}", args)
+                runs.append(timings)
+                # every answering endpoint queued exactly this message, with
+                # the token minted for it and for no other server
                 queues = await drain_all(info["ports"], token)
-                expected = [{"message": f"bench {label} {r}", "type": "info"}]
-                assert all(q == expected for q in queues), f"N={n}: a queue is wrong"
+                assert len(set(given.values())) == len(tg), "a token was shared"
+                for t, q in zip(targets, queues, strict=True):
+                    expected = [
+                        {
+                            "message": f"bench {label} {r}",
+                            "type": "info",
+                            "auth": f"token {given[t]}",
+                        }
+                    ]
+                    assert q == expected, f"N={n}: the queue of {t.username} is wrong"
         return [summary(n, False, plain_runs), summary(n, True, hung_runs)]
     finally:
         child.kill()
@@ -201,22 +278,26 @@ async def main_async(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"fan-out benchmark: concurrency={args.concurrency}, per-server timeout={args.timeout:g}s,"
-        f" {args.repeat} runs each; endpoints in a separate process on 127.0.0.1"
+        f" {args.repeat} runs each; endpoints in a separate process on 127.0.0.1;"
+        " times include minting one token per target and deleting them (sqlite file)"
     )
     print(
         f"{'N':>5} {'hung':>5} {'median s':>9} {'min s':>7} {'max s':>7} {'stdev':>7}"
-        f" {'ms/server':>10} {'others done s':>14}"
+        f" {'ms/server':>10} {'others done s':>14} {'tokens ms':>10}"
     )
     rows = []
-    for n in sizes:
-        for row in await measure(n, args, token):
-            rows.append(row)
-            print(
-                f"{n:>5} {'yes' if row['hung'] else 'no':>5} {row['median']:>9.3f} "
-                f"{row['min']:>7.3f} {row['max']:>7.3f} {row['stdev']:>7.3f} "
-                f"{1000 * row['median'] / n:>10.2f} {row['others']:>14.3f}",
-                flush=True,
-            )
+    with tempfile.TemporaryDirectory() as tmp:
+        hub = HubDatabase(Path(tmp) / "jupyterhub.sqlite")
+        for n in sizes:
+            for row in await measure(n, args, token, hub):
+                rows.append(row)
+                print(
+                    f"{n:>5} {'yes' if row['hung'] else 'no':>5} {row['median']:>9.3f} "
+                    f"{row['min']:>7.3f} {row['max']:>7.3f} {row['stdev']:>7.3f} "
+                    f"{1000 * row['median'] / n:>10.2f} {row['others']:>14.3f}"
+                    f" {1000 * row['tokens']:>10.1f}",
+                    flush=True,
+                )
     print()
     print("one hung server: the others are not held up, and it costs its own timeout once")
     ok = True

@@ -5,8 +5,10 @@ Pure code (no hub, no network): the handlers in
 
 Delivery uses a hub-managed service (``NotificationsConfig.service_name``)
 whose only permission is ``access:servers``. For each broadcast the hub issues
-that service a token limited to the targeted servers and expiring shortly
-after the broadcast can end, and deletes it when the broadcast is done.
+that service one token per target server, each limited to that one server
+(``server_scope``) and expiring shortly after the broadcast can end, sends
+each token only to its own server, and deletes them all when the broadcast is
+done (:mod:`jupyterhub_ext.broadcast_tokens`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ VARIANTS = ("default", "info", "success", "warning", "error", "in-progress")
 DEFAULT_VARIANT = "info"
 DEFAULT_AUTO_CLOSE_MS = 5000  # the extension's own default
 MAX_AUTO_CLOSE_MS = 24 * 3600 * 1000
+DEFAULT_MAX_RECIPIENTS = 1000
 SERVICE_ROLE = "jupyterhub-ext-notifier"
 
 
@@ -37,6 +40,18 @@ class NotificationsConfig(Configurable):
         The longest message, in characters (Unicode code points, counted the
         same way by the page's live counter and by the API). Longer messages
         are refused with a 400; nothing is sent.
+        """,
+    ).tag(config=True)
+
+    max_recipients = Int(
+        DEFAULT_MAX_RECIPIENTS,
+        min=1,
+        help="""
+        The most entries a broadcast's ``recipients`` list may have (after
+        the hub has checked each one, it mints one delivery token per server).
+        A longer list is refused with a 400 and nothing is sent; a broadcast
+        without ``recipients`` goes to every running server and is not
+        limited by this.
         """,
     ).tag(config=True)
 
@@ -98,9 +113,18 @@ class NotificationsConfig(Configurable):
         return int(math.ceil(rounds * self.timeout)) + 30
 
 
+def server_scope(user: str, server: str) -> str:
+    """The only permission of a delivery token: access to this one server."""
+    return f"access:servers!server={user}/{server}"
+
+
 def token_scopes(servers: list[tuple[str, str]]) -> list[str]:
-    """Scopes of a broadcast token: access to exactly these (user, server name) servers."""
-    return sorted({f"access:servers!server={user}/{name}" for user, name in servers})
+    """The scopes a broadcast's tokens carry, one per distinct server.
+
+    Each goes into a token of its own, sent only to that server: a token never
+    carries two of them (see :mod:`jupyterhub_ext.broadcast_tokens`).
+    """
+    return sorted({server_scope(user, name) for user, name in servers})
 
 
 class BroadcastError(ValueError):
@@ -158,7 +182,9 @@ def _recipient(raw: Any, index: int) -> Recipient:
     return Recipient(name.strip(), server.strip())
 
 
-def parse_broadcast(body: Any, *, max_length: int) -> BroadcastRequest:
+def parse_broadcast(
+    body: Any, *, max_length: int, max_recipients: int = DEFAULT_MAX_RECIPIENTS
+) -> BroadcastRequest:
     """Check a broadcast request body; raise BroadcastError with a fixable message."""
     if not isinstance(body, dict):
         raise BroadcastError("The body must be a JSON object with a 'message'.")
@@ -200,6 +226,12 @@ def parse_broadcast(body: Any, *, max_length: int) -> BroadcastRequest:
             raise BroadcastError("'recipients' must be a list (omit it to send to everyone).")
         if not raw:
             raise BroadcastError("'recipients' is empty; omit it to send to every running server.")
+        if len(raw) > max_recipients:
+            raise BroadcastError(
+                f"'recipients' has {len(raw)} entries; the limit is {max_recipients}. "
+                "Omit 'recipients' to send to every running server, split the list into "
+                "several broadcasts, or raise c.NotificationsConfig.max_recipients."
+            )
         seen: dict[Recipient, None] = {}
         for i, item in enumerate(raw):
             seen.setdefault(_recipient(item, i))
@@ -244,5 +276,6 @@ __all__ = [
     "Recipient",
     "configure",
     "parse_broadcast",
+    "server_scope",
     "token_scopes",
 ]

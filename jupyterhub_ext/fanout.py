@@ -1,13 +1,14 @@
 """Deliver one notification to many single-user servers at once.
 
 Knows nothing of Tornado handlers or the hub: it gets targets (a name and the
-base URL the spawner reports), a payload and a token, and returns one result
-per target. Requests run concurrently up to ``concurrency``; each target gets
+base URL the spawner reports), a payload and each target's own token, and
+returns one result per target. Requests run concurrently up to ``concurrency``; each target gets
 at most ``per_server_timeout`` seconds, so a hung server costs its own timeout and never
 delays the others.
 
-The token goes only into the ``Authorization`` header; it is never logged and
-never appears in a result.
+Each target's token goes only into the ``Authorization`` header of the request
+to that target; it is never logged, never appears in a result, and never goes
+to another target (a server's owner can read what her server receives).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ NOT_INSTALLED = (
     "jupyterlab-notifications-extension is not installed on this server "
     "(its ingest URL answered 404)"
 )
+NO_CREDENTIAL = "no delivery credential for this server (nothing was sent)"
 DELIVERED = "delivered"
 FAILED = "failed"
 
@@ -103,7 +105,7 @@ async def _send_one(
     client: SimpleAsyncHTTPClient,
     target: Target,
     body: bytes,
-    headers: Mapping[str, str],
+    token: str,
     per_server_timeout: float,
     ssl_context: ssl.SSLContext | None,
 ) -> Delivery:
@@ -113,7 +115,7 @@ async def _send_one(
         target.ingest_url,
         method="POST",
         body=body,
-        headers=dict(headers),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
         connect_timeout=timeout,
         request_timeout=timeout,
         follow_redirects=False,
@@ -146,11 +148,22 @@ async def _send_one(
     return Delivery(target, False, error, time.monotonic() - start)
 
 
+def _token_lookup(
+    tokens: Mapping[Target, str] | Callable[[Target], str | None],
+) -> Callable[[Target], str | None]:
+    if isinstance(tokens, str):
+        # one credential for every target is exactly what must not happen
+        raise TypeError("tokens must map each target to its own token, not be one token")
+    if isinstance(tokens, Mapping):
+        return tokens.get
+    return tokens
+
+
 async def deliver(
     targets: Iterable[Target],
     payload: Mapping[str, Any],
     *,
-    token: str,
+    tokens: Mapping[Target, str] | Callable[[Target], str | None],
     concurrency: int = 20,
     per_server_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
@@ -163,15 +176,17 @@ async def deliver(
     ``ceil(len(targets) / concurrency)`` rounds of the slowest answers, and a
     target that never answers costs exactly its own timeout.
 
+    ``tokens`` gives each target its own credential (a mapping, or a function
+    of the target); a target without one fails without a request.
     ``on_result`` (optional) is called with each result as soon as it is known.
     """
+    token_for = _token_lookup(tokens)
     targets = list(targets)
     if not targets:
         return []
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     body = json.dumps(payload).encode()
-    headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
     limit = asyncio.Semaphore(concurrency)
     # Our own client: as many connections as the limit, so no request waits
     # in tornado's queue (where its timeout would already be running).
@@ -183,8 +198,14 @@ async def deliver(
     )
 
     async def one(target: Target) -> Delivery:
-        async with limit:
-            result = await _send_one(client, target, body, headers, per_server_timeout, ssl_context)
+        token = token_for(target)
+        if not token:
+            result = Delivery(target, False, NO_CREDENTIAL)
+        else:
+            async with limit:
+                result = await _send_one(
+                    client, target, body, token, per_server_timeout, ssl_context
+                )
         log.debug(
             "Notification to %s/%s: %s%s (%.2fs)",
             target.username,
@@ -208,6 +229,7 @@ __all__ = [
     "FAILED",
     "INGEST_PATH",
     "NOT_INSTALLED",
+    "NO_CREDENTIAL",
     "Delivery",
     "Target",
     "deliver",

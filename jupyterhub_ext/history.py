@@ -1,6 +1,10 @@
 """Recent broadcasts in a JSON-lines file, so the history survives hub restarts.
 
-One JSON object per line, oldest first. Appending is one ``write`` of one
+One JSON object per line, oldest first. A line ends only at a newline (LF):
+every other character Unicode treats as a line break (U+2028, U+2029, U+0085,
+and the C0 controls JSON escapes anyway) is written as its JSON ``\\u``
+escape, and the file is split on LF alone, so no message can split or corrupt
+an entry, whatever tool reads the file. Appending is one ``write`` of one
 line; when the file holds twice the configured size it is rewritten with the
 newest ``size`` entries (to a temporary file, then renamed over the old one,
 so a crash never leaves half a history). A damaged line is skipped, not fatal.
@@ -20,6 +24,17 @@ from typing import Any
 
 log = logging.getLogger("jupyterhub_ext.history")
 
+# Line breaks for str.splitlines() and many editors and log shippers that JSON
+# (with ensure_ascii=False) writes raw; inside a JSON string their escape
+# means the same character.
+_RAW_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_ESCAPE_BREAKS = str.maketrans(_RAW_BREAKS)
+
+
+def encode_line(entry: dict[str, Any]) -> str:
+    """One entry as one JSON line: no line break in it but the final LF."""
+    return json.dumps(entry, ensure_ascii=False, sort_keys=True).translate(_ESCAPE_BREAKS) + "\n"
+
 
 class HistoryStore:
     """Append-only store of broadcast records, trimmed to the newest ``size``."""
@@ -33,7 +48,9 @@ class HistoryStore:
 
     def _read(self) -> list[dict[str, Any]]:
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            # newline="": no translation of \r; split on \n alone (not splitlines)
+            with open(self.path, encoding="utf-8", newline="") as f:
+                lines = f.read().split("\n")
         except FileNotFoundError:
             return []
         entries = []
@@ -51,10 +68,10 @@ class HistoryStore:
 
     def append(self, entry: dict[str, Any]) -> None:
         """Add one record (a JSON-serialisable dict)."""
-        line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
+        line = encode_line(entry)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
+            with open(self.path, "a", encoding="utf-8", newline="") as f:
                 f.write(line)
             entries = self._read()
             if len(entries) > 2 * self.size:
@@ -62,9 +79,9 @@ class HistoryStore:
 
     def _rewrite(self, entries: list[dict[str, Any]]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             for e in entries:
-                f.write(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n")
+                f.write(encode_line(e))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

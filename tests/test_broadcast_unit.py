@@ -188,3 +188,24 @@ def test_example_config_sets_up_notifications(tmp_path, monkeypatch):
     assert cfg.history_path.endswith(".jsonl")
     assert "jupyterhub-ext-notifier" in [s["name"] for s in app.services]
     assert "custom:jupyterhub-ext:broadcast" in app.custom_scopes
+
+
+def test_recipient_list_is_bounded():
+    names = [f"u{i}" for i in range(5)]
+    assert (
+        len(
+            parse_broadcast(
+                {"message": "hi", "recipients": names}, max_length=140, max_recipients=5
+            ).recipients
+        )
+        == 5
+    )
+    with pytest.raises(BroadcastError) as e:
+        parse_broadcast(
+            {"message": "hi", "recipients": [*names, "u5"]}, max_length=140, max_recipients=5
+        )
+    assert "6 entries; the limit is 5" in str(e.value)
+    assert "c.NotificationsConfig.max_recipients" in str(e.value)
+    assert NotificationsConfig().max_recipients >= 200  # the benchmark's size fits by default
+    with pytest.raises(TraitError):
+        NotificationsConfig(max_recipients=0)

@@ -22,6 +22,13 @@ from jupyterhub_ext import fanout
 from jupyterhub_ext.fanout import NOT_INSTALLED, Target, deliver
 
 TOKEN = "s3cret-token-value-0123456789abcdef"
+
+
+def same_token(target: Target) -> str:
+    """The tests below that are not about credentials give every target TOKEN."""
+    return TOKEN
+
+
 PAYLOAD = {"message": "Maintenance at 18:00", "type": "warning", "autoClose": False}
 
 
@@ -106,15 +113,39 @@ async def endpoints() -> AsyncIterator:
         await ep.stop()
 
 
-async def test_delivers_payload_with_token_to_each_target(endpoints):
+async def test_each_target_gets_only_its_own_token(endpoints):
     eps = [await endpoints() for _ in range(3)]
-    results = await deliver([ep.target(f"u{i}") for i, ep in enumerate(eps)], PAYLOAD, token=TOKEN)
+    targets = [ep.target(f"u{i}") for i, ep in enumerate(eps)]
+    tokens = {t: f"token-of-{t.username}-0123456789" for t in targets}
+    results = await deliver(targets, PAYLOAD, tokens=tokens)
     assert [r.as_dict() for r in results] == [
         {"username": f"u{i}", "server": "", "status": "delivered"} for i in range(3)
     ]
-    for ep in eps:
+    for t, ep in zip(targets, eps, strict=True):
         assert ep.received == [PAYLOAD]
-        assert ep.auth == [f"token {TOKEN}"]
+        assert ep.auth == [f"token {tokens[t]}"]  # its own, and no other
+
+
+async def test_tokens_may_be_a_function_of_the_target(endpoints):
+    ep = await endpoints()
+    results = await deliver([ep.target("a")], PAYLOAD, tokens=lambda t: f"fn-{t.username}-xyz")
+    assert results[0].ok and ep.auth == ["token fn-a-xyz"]
+
+
+async def test_a_target_without_a_token_gets_no_request(endpoints):
+    with_token, without = await endpoints(), await endpoints()
+    a, b = with_token.target("a"), without.target("b")
+    results = await deliver([a, b], PAYLOAD, tokens={a: "token-of-a-0123456789"})
+    assert results[0].ok
+    assert not results[1].ok and results[1].error == fanout.NO_CREDENTIAL
+    assert without.auth == [] and without.received == []
+
+
+async def test_one_token_for_everyone_is_refused(endpoints):
+    ep = await endpoints()
+    with pytest.raises(TypeError, match="its own token"):
+        await deliver([ep.target("a")], PAYLOAD, tokens=TOKEN)
+    assert ep.received == []
 
 
 async def test_failures_are_explained(endpoints):
@@ -128,7 +159,7 @@ async def test_failures_are_explained(endpoints):
     eps = {mode: await endpoints(mode) for mode in cases}
     ok = await endpoints()
     targets = [ok.target("fine")] + [ep.target(mode) for mode, ep in eps.items()]
-    results = await deliver(targets, PAYLOAD, token=TOKEN, per_server_timeout=5)
+    results = await deliver(targets, PAYLOAD, tokens=same_token, per_server_timeout=5)
     by_name = {r.target.username: r for r in results}
     assert by_name["fine"].ok and ok.received == [PAYLOAD]
     for mode, expected in cases.items():
@@ -144,7 +175,7 @@ async def test_hung_server_costs_only_its_timeout(endpoints):
     fast = [await endpoints() for _ in range(5)]
     targets = [hung.target("hung")] + [ep.target(f"f{i}") for i, ep in enumerate(fast)]
     start = time.monotonic()
-    results = await deliver(targets, PAYLOAD, token=TOKEN, per_server_timeout=timeout)
+    results = await deliver(targets, PAYLOAD, tokens=same_token, per_server_timeout=timeout)
     elapsed = time.monotonic() - start
     assert results[0].error == "no answer within 1 s"
     assert timeout * 0.9 <= results[0].seconds <= timeout + 0.5
@@ -159,7 +190,10 @@ async def test_concurrency_limit_is_respected(endpoints):
     eps = [await endpoints(delay=delay) for _ in range(n)]
     start = time.monotonic()
     results = await deliver(
-        [ep.target(f"u{i}") for i, ep in enumerate(eps)], PAYLOAD, token=TOKEN, concurrency=limit
+        [ep.target(f"u{i}") for i, ep in enumerate(eps)],
+        PAYLOAD,
+        tokens=same_token,
+        concurrency=limit,
     )
     elapsed = time.monotonic() - start
     assert all(r.ok for r in results)
@@ -169,7 +203,7 @@ async def test_concurrency_limit_is_respected(endpoints):
 
 
 async def test_no_targets_no_requests():
-    assert await deliver([], PAYLOAD, token=TOKEN) == []
+    assert await deliver([], PAYLOAD, tokens=same_token) == []
 
 
 async def test_token_never_logged_or_returned(endpoints, caplog):
@@ -178,7 +212,7 @@ async def test_token_never_logged_or_returned(endpoints, caplog):
     results = await deliver(
         [ok.target("a"), missing.target("b"), hung.target("c")],
         PAYLOAD,
-        token=TOKEN,
+        tokens=same_token,
         per_server_timeout=0.5,
     )
     assert [r.ok for r in results] == [True, False, False]

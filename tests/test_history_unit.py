@@ -46,3 +46,45 @@ def test_missing_file_is_empty_history(tmp_path):
 def test_size_must_be_positive(tmp_path):
     with pytest.raises(ValueError):
         HistoryStore(tmp_path / "h.jsonl", size=0)
+
+
+TRICKY = "one\u2028two\u2029three\rfour\r\nfive\x85six\x0bseven\x0ceight\x1cnine\nten"
+
+
+def test_line_breaks_in_a_message_keep_one_entry_per_line(tmp_path):
+    path = tmp_path / "history.jsonl"
+    store = HistoryStore(path, size=5)
+    entries = [
+        {"id": 1, "message": "before"},
+        {"id": 2, "message": TRICKY, TRICKY: TRICKY},
+        {"id": 3, "message": "after"},
+    ]
+    for e in entries:
+        store.append(e)
+    assert HistoryStore(path, size=5).recent() == entries[::-1]  # read back exactly
+    raw = path.read_bytes().decode("utf-8")
+    # one entry per line for any reader, including str.splitlines() and tools
+    # that treat U+2028/U+2029/U+0085 (or \r) as line ends
+    assert raw.count("\n") == 3 and len(raw.splitlines()) == 3
+    assert [json.loads(line)["id"] for line in raw.splitlines()] == [1, 2, 3]
+    assert not any(ch in raw for ch in "\r\x85\u2028\u2029\x0b\x0c\x1c")
+
+
+def test_line_breaks_survive_the_rewrite_when_trimming(tmp_path):
+    path = tmp_path / "history.jsonl"
+    store = HistoryStore(path, size=2)
+    for i in range(7):
+        store.append({"id": i, "message": f"{i}{TRICKY}"})
+    assert store.recent() == [{"id": i, "message": f"{i}{TRICKY}"} for i in (6, 5)]
+    assert all(
+        json.loads(line)["message"].endswith("ten") for line in path.read_text().split("\n")[:-1]
+    )
+
+
+def test_old_file_with_raw_separators_reads_back(tmp_path):
+    # written by an earlier version: raw U+2028 inside a JSON string
+    path = tmp_path / "history.jsonl"
+    path.write_text(
+        json.dumps({"id": 1, "message": "a\u2028b"}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    assert HistoryStore(path).recent() == [{"id": 1, "message": "a\u2028b"}]

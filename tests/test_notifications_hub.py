@@ -6,15 +6,18 @@ in the lab image; the plain image lacks the extension.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from hubctl import ROOT, Hub
+from hubctl import ROOT, Hub, run_in
 
 pytestmark = pytest.mark.docker
 
@@ -202,7 +205,9 @@ def test_broadcast_reaches_running_lab_servers_only(make_hub, images):
 
 
 def test_authorization_matrix_and_bad_input(make_hub):
-    hub = make_hub("c.NotificationsConfig.max_length = 60\n")
+    hub = make_hub(
+        "c.NotificationsConfig.max_length = 60\nc.NotificationsConfig.max_recipients = 3\n"
+    )
     for name in ("admin", "bro", "joe"):
         hub.create_user(name)
     r = hub.api("POST", "/groups/jupyterhub-ext-broadcasters")
@@ -282,6 +287,10 @@ def test_authorization_matrix_and_bad_input(make_hub):
         ({"message": "hi", "recipients": []}, "omit it"),
         ({"message": "hi", "recipients": "joe"}, "must be a list"),
         ({"message": "hi", "recipients": ["nobody"]}, "Unknown user(s): nobody"),
+        (
+            {"message": "hi", "recipients": ["admin", "bro", "joe", "admin/x"]},
+            "4 entries; the limit is 3",
+        ),
     ]
     for payload, expected in bad:
         r = requests.post(f"{api}/broadcast", headers=admin, json=payload, timeout=30)
@@ -303,3 +312,141 @@ def test_authorization_matrix_and_bad_input(make_hub):
         == "y" * 60
     )
     assert broadcast_tokens_in_db(hub) == 0
+
+
+# -- trust boundary: what a recipient can do with what her server receives ------
+
+# What a user can put in her persistent home: her own server's config. It
+# records the Authorization header of every notification the hub delivers and
+# holds the answer until ~/release exists, so the credential is still live
+# while she uses it (she may answer as slowly as she likes: up to the timeout).
+SPY_CONFIG = """
+import asyncio, os, time
+from jupyter_server.base import handlers
+
+_home = os.path.expanduser("~")
+_prepare = handlers.APIHandler.prepare
+
+async def _spy(self):
+    if self.request.path.endswith("/jupyterlab-notifications-extension/ingest"):
+        with open(os.path.join(_home, "captured.txt"), "a") as f:
+            f.write(self.request.headers.get("Authorization", "") + "\\n")
+        deadline = time.monotonic() + 50
+        while not os.path.exists(os.path.join(_home, "release")):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    return await _prepare(self)
+
+handlers.APIHandler.prepare = _spy
+"""
+JOVYAN = "1000"  # the user inside her container (the image's jovyan)
+
+
+def plant_spy(hub: Hub, name: str) -> None:
+    """As ``name``, from a shell in her own container: install the spy, restart her server."""
+    config = "~/.jupyter/jupyter_server_config.py"
+    cmd = f"mkdir -p ~/.jupyter && cat > {config} <<'EOF'\n{SPY_CONFIG}EOF\n"
+    code, out = run_in(hub.container(name), cmd, user=JOVYAN)
+    assert code == 0, out
+    hub.stop_server(name)
+    hub.spawn(name)
+
+
+def captured_token(hub: Hub, name: str, timeout: float = 60) -> str:
+    """The credential her server recorded (read from her container, as she would)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, out = run_in(hub.container(name), "cat ~/captured.txt 2>/dev/null", user=JOVYAN)
+        lines = [line for line in out.splitlines() if line.startswith("token ")]
+        if code == 0 and lines:
+            return lines[0].removeprefix("token ")
+        time.sleep(0.2)
+    raise AssertionError(f"{name}'s server recorded no credential:\n{hub.log_tail()}")
+
+
+def service_tokens(hub: Hub) -> list[list[str]]:
+    """Scopes of each token the delivery service holds right now (from the hub database)."""
+    with sqlite3.connect(hub.workdir / "jupyterhub.sqlite") as db:
+        rows = db.execute(
+            "SELECT t.scopes FROM api_tokens t JOIN services s ON t.service_id = s.id "
+            "WHERE s.name = ?",
+            (SERVICE,),
+        ).fetchall()
+    return sorted(json.loads(scopes) for (scopes,) in rows)
+
+
+def replay(hub: Hub, token: str, owner: str) -> requests.Response:
+    """Use a captured credential on ``owner``'s server, through the hub's proxy."""
+    return requests.get(
+        f"{hub.url}/user/{owner}/api/contents",
+        headers={"Authorization": f"token {token}"},
+        allow_redirects=False,
+        timeout=60,
+    )
+
+
+def broadcast_and_replay(hub: Hub, sender_token: str, attacker: str, victim: str) -> None:
+    """The attack: a broadcast reaches the attacker's spying server and the victim's;
+    while the broadcast is still running (credentials live) and after it, the
+    attacker replays what her server received against the victim's server."""
+    code, out = run_in(hub.container(victim), "echo private > ~/secret-of-victim.txt", user=JOVYAN)
+    assert code == 0, out
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(
+            requests.post,
+            f"{hub.url}/hub/api/notifications/broadcast",
+            headers={"Authorization": f"token {sender_token}"},
+            json={"message": "Maintenance at 18:00", "recipients": [attacker, victim]},
+            timeout=120,
+        )
+        try:
+            token = captured_token(hub, attacker)
+            # the capture is real and live: it opens the attacker's own server
+            own = replay(hub, token, attacker)
+            during = replay(hub, token, victim)
+            minted = service_tokens(hub)
+        finally:
+            run_in(hub.container(attacker), "touch ~/release", user=JOVYAN)
+        r = sent.result()
+    assert own.status_code == 200, (own.status_code, own.text[:300])
+    # ... and nothing else, while the broadcast runs or after it
+    after = replay(hub, token, victim)
+    for answer in (during, after):
+        assert answer.status_code in (401, 403, 302), (answer.status_code, answer.text[:300])
+        assert "secret-of-victim" not in answer.text
+    # one credential per target, each good for that one server only
+    assert minted == sorted(
+        [[f"access:servers!server={attacker}/"], [f"access:servers!server={victim}/"]]
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["total"], r.json()["successful"]) == (2, 2), r.json()
+    # the victim got the message, and every minted credential is gone
+    assert [n["message"] for n in drain(hub, victim, hub.token_for(victim))] == [
+        "Maintenance at 18:00"
+    ]
+    assert service_tokens(hub) == []
+
+
+def test_boundary_user_user_broadcast_token_replay(make_hub):
+    """A plain user who controls her server gets no key to another user's server."""
+    hub = make_hub("c.NotificationsConfig.timeout = 60\n")
+    hub.create_user("admin")
+    spawn_all(hub, ["alice", "bob"])
+    plant_spy(hub, "alice")
+    broadcast_and_replay(hub, hub.token_for("admin"), attacker="alice", victim="bob")
+
+
+def test_boundary_delegate_admin_broadcast_self_target(make_hub):
+    """A delegated broadcaster who targets her own server gets no access to the others'."""
+    hub = make_hub("c.NotificationsConfig.timeout = 60\n")
+    spawn_all(hub, ["bro", "bob"])
+    r = hub.api("POST", "/groups/jupyterhub-ext-broadcasters")
+    assert r.status_code in (201, 409), r.text
+    r = hub.api("POST", "/groups/jupyterhub-ext-broadcasters/users", json={"users": ["bro"]})
+    assert r.status_code == 200, r.text
+    bro = hub.token_for("bro")
+    # she holds the broadcast scope, and no access to bob's server of her own
+    assert replay(hub, bro, "bob").status_code in (401, 403, 302)
+    plant_spy(hub, "bro")
+    broadcast_and_replay(hub, bro, attacker="bro", victim="bob")

@@ -18,7 +18,7 @@ from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.utils import make_ssl_context
 from tornado import web
 
-from .. import dockerpool, fanout
+from .. import broadcast_tokens, dockerpool, fanout
 from ..audit import audit
 from ..broadcast import (
     VARIANTS,
@@ -26,7 +26,6 @@ from ..broadcast import (
     BroadcastRequest,
     NotificationsConfig,
     parse_broadcast,
-    token_scopes,
 )
 from ..history import HistoryStore
 from ..scopes import BROADCAST, BROADCAST_GROUP
@@ -139,7 +138,11 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
         self.require_broadcast()
         cfg, store = _state(self)
         try:
-            req = parse_broadcast(self.get_json_body(), max_length=cfg.max_length)
+            req = parse_broadcast(
+                self.get_json_body(),
+                max_length=cfg.max_length,
+                max_recipients=cfg.max_recipients,
+            )
         except BroadcastError as e:
             raise web.HTTPError(400, str(e)) from None
 
@@ -238,38 +241,25 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
                 f"The delivery service {cfg.service_name!r} is not registered: "
                 "end the hub's config with jupyterhub_ext.setup(c).",
             )
-        self._purge_expired(service)
-        # Least privilege: only the targeted servers, only until the fan-out
-        # can have ended; deleted as soon as it has.
-        token = service.new_api_token(
-            scopes=token_scopes([(t.username, t.server) for t in targets]),
-            expires_in=cfg.token_lifetime(len(targets)),
-            note="jupyterhub-ext broadcast (deleted after delivery)",
+        broadcast_tokens.purge_expired(self.db, service)
+        # Least privilege: each server gets its own token, good for that
+        # server only (its owner can read what it receives), only until the
+        # fan-out can have ended; all deleted as soon as it has.
+        tokens = broadcast_tokens.mint(
+            self.db, service, targets, expires_in=cfg.token_lifetime(len(targets))
         )
         try:
             return await fanout.deliver(
                 targets,
                 req.payload(actor),
-                token=token,
+                tokens=tokens,
                 concurrency=cfg.concurrency,
                 per_server_timeout=cfg.timeout,
                 ssl_context=self._ssl_context(),
             )
         finally:
-            orm_token = orm.APIToken.find(self.db, token, kind="service")
-            if orm_token is not None:
-                self.db.delete(orm_token)
-                self.db.commit()
-            del token
-
-    def _purge_expired(self, service: Any) -> None:
-        """Tokens of broadcasts interrupted by a hub crash: gone once expired."""
-        now = orm.APIToken.now()
-        stale = [t for t in service.api_tokens if t.expires_at and t.expires_at < now]
-        for t in stale:
-            self.db.delete(t)
-        if stale:
-            self.db.commit()
+            broadcast_tokens.revoke(self.db, service, tokens.ids)
+            tokens.by_target.clear()
 
     def _ssl_context(self) -> Any:
         if not self.settings.get("internal_ssl"):
