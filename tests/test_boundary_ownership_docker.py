@@ -167,3 +167,28 @@ def test_boundary_user_host_user_options_allow_list(make_hub):
     c.reload()
     assert c.attrs["HostConfig"]["Memory"] == 400 * 1024 * 1024
     assert c.attrs["HostConfig"]["CapAdd"] in (None, [])
+
+
+def test_boundary_stranger_signup_crafted_name_refused(make_hub):
+    hub = make_hub(start=False, authenticator="native")
+    hub.config_file.write_text(
+        hub.config_file.read_text().replace("jupyterhub_ext.setup(c)", "")
+        + "\nc.Authenticator.admin_users = set()\nc.NativeAuthenticator.open_signup = True\n"
+        + "jupyterhub_ext.setup(c)\n"
+    )
+    hub.start()
+    s = requests.Session()
+    s.get(f"{hub.url}/hub/signup", timeout=30).raise_for_status()
+    r = s.post(
+        f"{hub.url}/hub/signup",
+        data={
+            "username": "lab\x0cache",
+            "signup_password": "a-long-passphrase-9",
+            "signup_password_confirmation": "a-long-passphrase-9",
+            "_xsrf": s.cookies.get("_xsrf"),
+        },
+        timeout=30,
+    )
+    assert r.status_code == 400, r.text[:500]
+    assert "printable characters" in r.text
+    assert hub.api("GET", "/users/lab%0Cache").status_code == 404
