@@ -93,8 +93,6 @@ def test_docker_spawner_settings_reach_the_container(make_hub, lab_image, tmp_pa
         + "\njupyterhub_ext.setup(c)\n"
     )
     hub.start()
-    assert "c.DockerSpawner.port is not used with network_name = 'host'" in hub.log_text()
-
     hub.spawn("alice", options={"image": "lab"})
     container = hub.container("alice")
     attrs = inspect(container)
@@ -146,6 +144,30 @@ def test_docker_spawner_settings_reach_the_container(make_hub, lab_image, tmp_pa
     hub.create_user("carol")
     r = hub.api("POST", "/users/carol/server", json={"image": "evil/other:latest"})
     assert r.status_code == 400 and "not in allowed list" in r.text, r.text
+
+    assert "c.DockerSpawner.port is not used with network_name = 'host'" in hub.log_text()
+
+
+def test_boundary_user_options_cannot_make_a_privileged_container(make_hub):
+    """extra_create_kwargs["host_config"] reaches Docker now: a user's own spawn
+    options mapped onto it (apply_user_options) must not grant privileged mode."""
+    hub = make_hub(
+        """
+c.Spawner.apply_user_options = {"create": "extra_create_kwargs"}
+"""
+    )
+    hub.create_user("mallory")
+    token = hub.token_for("mallory")
+    r = requests.post(
+        f"{hub.url}/hub/api/users/mallory/server",
+        headers={"Authorization": f"token {token}"},
+        json={"create": {"host_config": {"Privileged": True}}},
+        timeout=60,
+    )
+    assert r.status_code == 403, r.text
+    assert "may not set privileged" in r.text
+    container = hub.container("mallory")
+    assert container is None or not inspect(container)["HostConfig"]["Privileged"]
 
 
 # -- a config copied from DockerSpawner's docs -----------------------------------------
