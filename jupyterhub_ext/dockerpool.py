@@ -190,8 +190,18 @@ async def ready(c: docker.APIClient, pool_size: int = DEFAULT_POOL_SIZE) -> dock
     return c
 
 
+def _cached(tls_config: Mapping[str, Any] | None = None, **kwargs: Any) -> PooledClient | None:
+    kwargs.pop("connect_timeout", None)
+    with _lock:
+        return _clients.get(client_key(client_options(tls_config, **kwargs)))
+
+
 async def get_client(pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any) -> PooledClient:
     """``client(...)`` built and negotiated in the pool: never blocks the event loop."""
+    c = _cached(**kwargs)
+    if c is not None and c.negotiated:
+        # the usual case: no trip through the pool, which may be busy with pulls
+        return c
     c = await run(client, pool_size, pool_size=pool_size, **kwargs)
     await ready(c, pool_size)
     return c

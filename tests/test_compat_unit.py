@@ -178,3 +178,27 @@ def test_readiness_budget_leaves_the_rest_to_the_hubs_wait():
     t0 = time.monotonic()
     assert asyncio.run(slow()) is None
     assert time.monotonic() - t0 < 2
+
+
+def test_spawn_time_volume_check_steps_aside_or_refuses():
+    """Settings that reach a spawner without setup(c) seeing them (group_overrides)."""
+    from jupyterhub_ext.spawner import SpawnRefused
+
+    alice = SimpleNamespace(name="alice")
+    docs = ExtDockerSpawner(user=alice, volumes=DOCS_VOLUMES)
+    assert docs.volume_specs == []  # the default home gives way to the docs' volume
+    docs.check_volume_conflicts()  # and the start goes ahead
+    inside = ExtDockerSpawner(user=alice, volumes={"data-{username}": "/home/jovyan/work"})
+    assert [s.key for s in inside.volume_specs] == ["home"]
+
+    explicit = ExtDockerSpawner(
+        user=alice,
+        volume_set={"home": {"name": "lab-{username}", "mount": "/home/jovyan"}},
+        volumes={"jupyterhub-user-{username}": "/home/jovyan"},
+    )
+    with pytest.raises(SpawnRefused) as err:
+        explicit.check_volume_conflicts()
+    assert err.value.status_code == 409
+    assert "c.ExtDockerSpawner.volume_set = {'home': {'name': 'jupyterhub-user-alice'" in str(
+        err.value.jupyterhub_message
+    )
