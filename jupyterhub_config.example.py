@@ -26,6 +26,8 @@ c.Authenticator.admin_users = {"admin"}
 c.Authenticator.allow_all = True  # everyone who can log in may use the hub
 
 # --- The spawner: every user in a Docker container ---------------------------
+# Coming from DockerSpawner? Change this one line and keep your c.DockerSpawner.*
+# settings; docs/switching.md says what each one does here.
 c.JupyterHub.spawner_class = "ext-docker"  # jupyterhub_ext.spawner.ExtDockerSpawner
 c.ExtDockerSpawner.image = os.environ.get(
     "JUPYTERHUB_SINGLEUSER_IMAGE", "jupyterhub-ext/singleuser"
@@ -34,9 +36,13 @@ c.ExtDockerSpawner.default_url = "/lab"
 # "host": servers share the host's network and get a free port on 127.0.0.1
 # (plain DockerSpawner cannot do this). Use a Docker network name otherwise.
 c.ExtDockerSpawner.network_name = os.environ.get("JUPYTERHUB_DOCKER_NETWORK", "host")
+# Default True (plain DockerSpawner: False); see docs/switching.md.
 c.ExtDockerSpawner.remove = True  # fresh container per start; data lives in volumes
 # Docker calls run in a pool shared by all users (plain DockerSpawner: 1 thread).
 c.ExtDockerSpawner.docker_pool_size = 8
+# Seconds the engine has to answer a client's first request (its API version),
+# asked in that pool: a hung engine fails spawns with a message, never the hub.
+c.ExtDockerSpawner.docker_connect_timeout = 10
 # Notice a new server within 0.1 s (JupyterHub's own wait backs off up to 5 s)
 # and fail a spawn at once, with the container's exit code and last log lines,
 # when its container dies before the server answers. 0 turns this off.

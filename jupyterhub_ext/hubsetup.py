@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import broadcast, gpu, grants, scopes, template_path, usernames
+from . import broadcast, compat, gpu, grants, scopes, template_path, usernames
 from .configutil import any_section, configured
 from .handlers import default_handlers
 from .storage import check_at_hub_start
@@ -74,6 +74,7 @@ def apply(c: Any) -> None:
 
     configure_groups(c)
     check_gpu_config(c)
+    check_docker_spawner_options(c)
 
 
 def spawner_setting(c: Any, name: str, default: Any) -> Any:
@@ -119,3 +120,47 @@ def check_gpu_config(c: Any) -> None:
         spawner_setting(c, "gpu_device_ids", []),
         spawner_setting(c, "gpu_capabilities", list(gpu.DEFAULT_CAPABILITIES)),
     )
+
+
+log = logging.getLogger("jupyterhub_ext.setup")
+
+
+def check_docker_spawner_options(c: Any) -> None:
+    """DockerSpawner options that would collide with ours or be ignored, at hub start.
+
+    - An explicit ``volume_set`` mounting what ``volumes`` / ``read_only_volumes``
+      / ``mounts`` already mount (same path, or the same volume twice) stops the
+      hub with the one-line change. The default set steps aside instead (logged).
+    - With ``network_name = "host"``, ``port`` and ``host_ip`` are not used
+      (each server gets a free port on ``host_network_ip``): say so.
+    """
+    from .spawner import DEFAULT_VOLUME_SET
+
+    raw = spawner_setting(c, "volume_set", None)
+    theirs = compat.config_mounts(
+        spawner_setting(c, "volumes", {}),
+        spawner_setting(c, "read_only_volumes", {}),
+        spawner_setting(c, "mounts", []),
+    )
+    explicit = raw is not None and raw != DEFAULT_VOLUME_SET
+    specs = parse_volume_set(raw if explicit else DEFAULT_VOLUME_SET)
+    found = compat.conflicts(specs, {}, theirs)
+    if explicit and compat.blocking(found):
+        raise compat.conflict_error(compat.blocking(found))
+    if found and not explicit:
+        log.warning(
+            "The default volume_set gives way to DockerSpawner's own mounts (%s); "
+            "Manage volumes, reset and rename do not cover it. To fix: %s",
+            found[0].describe(),
+            compat.fix_hint(found[0]),
+        )
+    if spawner_setting(c, "network_name", "") == "host":
+        for name in ("port", "host_ip"):
+            section = next((s for s in TRAIT_SECTIONS if configured(c, s, name) is not None), None)
+            if section:
+                log.warning(
+                    "c.%s.%s is not used with network_name = 'host': each server gets a free "
+                    "port on c.ExtDockerSpawner.host_network_ip (default 127.0.0.1)",
+                    section,
+                    name,
+                )

@@ -29,3 +29,15 @@ def reserve_port(ip: str = "127.0.0.1") -> int:
 def release_port(port: int | None) -> None:
     with _lock:
         _reserved.discard(port)
+
+
+def claim_port(port: int) -> None:
+    """Mark a port in use that was not handed out here (a reused container's)."""
+    with _lock:
+        _reserved.add(port)
+
+
+def reserved() -> frozenset[int]:
+    """Ports handed out and not yet released."""
+    with _lock:
+        return frozenset(_reserved)

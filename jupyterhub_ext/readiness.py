@@ -27,20 +27,32 @@ async def wait_until_up(
     *,
     interval: float,
     still_running: Callable[[], Awaitable[str | None]],
+    budget: float,
     check_every: float = 1.0,
-) -> float:
+) -> float | None:
     """Poll ``url`` until any non-5xx answer; return the seconds waited.
 
     ``still_running()`` is awaited about every ``check_every`` seconds and
     returns None while the container runs, or a message saying why it stopped.
-    The caller bounds the total wait (JupyterHub's ``start_timeout``).
+    After ``budget`` seconds with the container still running, return None:
+    the server is alive but slow, and JupyterHub's own wait (``http_timeout``)
+    takes over, as it does for DockerSpawner.
     """
     client = AsyncHTTPClient()
     t0 = time.monotonic()
+    end = t0 + budget
     next_check = t0 + check_every
     while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            why = await still_running()
+            if why is not None:
+                raise ServerDied(why)
+            return None
         req = HTTPRequest(
-            url, request_timeout=min(5.0, max(1.0, interval * 10)), follow_redirects=False
+            url,
+            request_timeout=max(0.1, min(left, 5.0, max(1.0, interval * 10))),
+            follow_redirects=False,
         )
         try:
             resp = await client.fetch(req, raise_error=False)
@@ -54,4 +66,4 @@ async def wait_until_up(
             if why is not None:
                 raise ServerDied(why)
             next_check = time.monotonic() + check_every
-        await asyncio.sleep(interval)
+        await asyncio.sleep(min(interval, max(0.0, end - time.monotonic())))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,12 @@ from traitlets import (
     Unicode,
     Union,
     default,
+    observe,
     validate,
 )
 
 from . import (
+    compat,
     dockerpool,
     gpu,
     grants,
@@ -345,6 +348,18 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         """,
     ).tag(config=True)
 
+    docker_connect_timeout = Float(
+        dockerpool.DEFAULT_CONNECT_TIMEOUT,
+        min=0.1,
+        help="""
+        Seconds the Docker engine has to answer the first request of a client
+        (its API version) before the spawn or action fails with a message
+        saying the engine does not answer. The request runs in the Docker
+        pool, never on the hub's event loop, so a hung engine cannot freeze the
+        hub. Later calls use ``client_kwargs["timeout"]`` (docker-py's default: 60 s).
+        """,
+    ).tag(config=True)
+
     ready_poll_interval = Float(
         0.1,
         min=0,
@@ -374,6 +389,28 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             )
         return proposal.value
 
+    @observe(*DockerSpawner._deprecated_aliases)
+    def _deprecated_trait(self, change: Any) -> None:
+        """DockerSpawner's alias handling, naming the section the admin really wrote.
+
+        DockerSpawner names ``self.__class__`` (ExtDockerSpawner) even when the
+        old option sits in ``c.DockerSpawner``, where the admin must change it.
+        """
+        old = change.name
+        new, version = self._deprecated_aliases[old]
+        if getattr(self, new) == change.new:
+            return
+        section = compat.section_of(self.config, old, self.__class__.__name__)
+        self.log.warning(
+            "c.%s.%s is deprecated since DockerSpawner %s: use c.%s.%s instead",
+            section,
+            old,
+            version.rstrip("*").rstrip("."),
+            section,
+            new,
+        )
+        setattr(self, new, change.new)
+
     @validate("volume_set")
     def _validate_volume_set(self, proposal: Any) -> Any:
         parse_volume_set(proposal.value)
@@ -402,7 +439,53 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
 
     @property
     def volume_specs(self) -> list[VolumeSpec]:
-        return parse_volume_set(self.volume_set)
+        """The volume set in effect for this server.
+
+        The default set gives way where DockerSpawner's own ``volumes`` /
+        ``read_only_volumes`` / ``mounts`` already mount its volume or its
+        path (a config switched over from DockerSpawner keeps working as it
+        did); an explicit set that collides is refused (see start).
+        """
+        specs = parse_volume_set(self.volume_set)
+        if self.volume_set != DEFAULT_VOLUME_SET:
+            return specs
+        aside = compat.stepping_aside(self.volume_conflicts(specs))
+        return [s for s in specs if s.key not in aside]
+
+    def volume_conflicts(self, specs: list[VolumeSpec]) -> list[compat.Conflict]:
+        """Entries of ``specs`` that collide with DockerSpawner's own mount options."""
+        if not (self.volumes or self.read_only_volumes or self.mounts):
+            return []
+        ns = self.template_namespace()
+        names = {s.key: s.render_name(ns) for s in specs}
+        theirs = compat.docker_spawner_mounts(
+            self._volumes_to_binds(self.volumes, {}),
+            self._volumes_to_binds(self.read_only_volumes, {}, mode="ro"),
+            self.mount_binds,
+        )
+        return compat.conflicts(specs, names, theirs)
+
+    def check_volume_conflicts(self) -> None:
+        """Refuse an explicit volume set that DockerSpawner's mounts collide with."""
+        specs = parse_volume_set(self.volume_set)
+        found = self.volume_conflicts(specs)
+        if self.volume_set == DEFAULT_VOLUME_SET:
+            if found and not self._told_step_aside:
+                self._told_step_aside = True
+                self.log.warning(
+                    "The default volume_set steps aside for %s (%s). To fix: %s",
+                    self._log_name,
+                    found[0].describe(),
+                    compat.fix_hint(found[0]),
+                )
+            return
+        blocking = compat.blocking(found)
+        if blocking:
+            raise SpawnRefused(
+                str(compat.conflict_error(blocking)), reason="volume-conflict", status_code=409
+            )
+
+    _told_step_aside = False
 
     # -- Docker access ------------------------------------------------------
 
@@ -410,12 +493,37 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
     def executor(self):  # type: ignore[override]
         return dockerpool.executor(self.docker_pool_size)
 
+    def _client_settings(self) -> dict[str, Any]:
+        return {
+            "tls_config": self.tls_config,
+            "connect_timeout": self.docker_connect_timeout,
+            **self.client_kwargs,
+        }
+
     @property
     def client(self) -> docker.APIClient:  # type: ignore[override]
-        kwargs = dict(self.client_kwargs)
-        if self.tls_config:
-            kwargs["tls"] = docker.tls.TLSConfig(**self.tls_config)
-        return dockerpool.client(self.docker_pool_size, **kwargs)
+        """The shared client for this engine and TLS settings (one per settings, not per access).
+
+        Building it makes no network call; its API version is asked on first
+        use. Coroutines use ``await self.docker_client()``, which does both in
+        the Docker pool.
+        """
+        return dockerpool.client(self.docker_pool_size, **self._client_settings())
+
+    async def docker_client(self) -> docker.APIClient:
+        """The client, built and its API version negotiated in the pool, with a deadline."""
+        return await dockerpool.get_client(self.docker_pool_size, **self._client_settings())
+
+    async def docker(self, method: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Call a Docker API method in the shared pool (the client is never made on the loop)."""
+        client = await self.docker_client()
+        fn = getattr(client, method)
+        return await dockerpool.run(lambda: fn(*args, **kwargs), pool_size=self.docker_pool_size)
+
+    async def move_certs(self, paths: dict) -> dict:
+        # DockerSpawner's move_certs reads the client's API version on the loop
+        await self.docker_client()
+        return await super().move_certs(paths)
 
     # -- networking ---------------------------------------------------------
 
@@ -431,7 +539,10 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         for line in info["Config"]["Env"] or []:
             if line.startswith("JUPYTERHUB_SERVICE_URL="):
                 url = urlparse(line.split("=", 1)[1])
-                if url.port:
+                if url.port and url.port != self.port:
+                    # give back the port reserved for this start, hold the one in use
+                    netutil.release_port(self.port)
+                    netutil.claim_port(url.port)
                     self.port = url.port
         return self.host_network_ip, self.port
 
@@ -508,7 +619,7 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
 
     async def gpu_report(self) -> gpu.EngineGpuReport:
         """What the engine offers, cached per engine for gpu_detect_interval seconds."""
-        client = self.client
+        client = await self.docker_client()
         if self.gpu_probe_image:
             key = (gpu.engine_key(client), "probe", self.gpu_probe_image, *self.gpu_probe_command)
             image, command, timeout = (
@@ -637,11 +748,27 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         if isinstance(self.extra_host_config, Mapping):
             found += grants.escalations(self.extra_host_config, self.docker_sock_host_path)
         found += grants.escalations({"mounts": self.mounts}, self.docker_sock_host_path)
+        if isinstance(self.extra_create_kwargs, Mapping):
+            # raw Docker API host config, passed through as under DockerSpawner
+            raw = self.extra_create_kwargs.get("host_config") or {}
+            if isinstance(raw, Mapping):
+                found += grants.escalations(
+                    {k.lower(): v for k, v in raw.items()}, self.docker_sock_host_path
+                )
         if isinstance(self.volumes, Mapping):
             found += grants.volume_escalations(self.volumes, self.docker_sock_host_path)
         return list(dict.fromkeys(found))
 
     async def create_object(self) -> dict:
+        """Create the container, merging the admin's settings the way DockerSpawner does.
+
+        ``extra_create_kwargs`` is deep-merged into the create arguments as
+        DockerSpawner merges it (dicts merge, lists replace), and its raw
+        ``host_config`` keys are kept under the generated host config.
+        Host-config fragments (ours and ``extra_host_config``) are combined by
+        objects.merge_fragments, where lists extend.
+        """
+        client = await self.docker_client()
         extra_create = await self._resolve(self.extra_create_kwargs)
         extra_host = dict(await self._resolve(self.extra_host_config))
         if "binds" in extra_host:
@@ -668,24 +795,29 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
 
         env = self.get_env()
         env.update(await self.extra_environment())
+        labels = {
+            **objects.container_labels(
+                self.user.id, self.user.name, self.name, self.owner().created
+            ),
+            **await self.extra_labels(),
+        }
         create_kwargs: dict[str, Any] = {
             "image": self.image,
             "environment": env,
             "volumes": self.volume_mount_points,
             "name": self.container_name,
             "command": await self.get_command(),
-            "labels": {
-                **objects.container_labels(
-                    self.user.id, self.user.name, self.name, self.owner().created
-                ),
-                **await self.extra_labels(),
-            },
+            "labels": labels,
         }
         if not self.host_network:
             create_kwargs["ports"] = {f"{self.port}/tcp": None}
-        create_kwargs = objects.merge_fragments(create_kwargs, extra_create)
+        create_kwargs = compat.deep_merge(create_kwargs, extra_create)
+        # owner and grants labels find a user's containers: the admin's labels add to them
+        create_kwargs["labels"] = {**(create_kwargs.get("labels") or {}), **labels}
         self.log.debug("Creating %s with host config %s", self.container_name, host_config)
-        create_kwargs["host_config"] = self.client.create_host_config(**host_config)
+        raw_host_config = dict(create_kwargs.get("host_config") or {})
+        raw_host_config.update(client.create_host_config(**host_config))
+        create_kwargs["host_config"] = raw_host_config
         return await self.docker("create_container", **create_kwargs)
 
     # -- lifecycle ----------------------------------------------------------
@@ -778,10 +910,16 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
                 f"{self.user.name} is being renamed to {running.new_name}; "
                 "start the server when the rename has finished."
             )
+        # JupyterHub's start_timeout counts from here
+        deadline = time.monotonic() + self.start_timeout
         self._started_as = self.user.name
+        # the client is made and the engine asked for its API version in the
+        # pool, with a deadline: a hung engine fails this spawn, not the hub
+        await self.docker_client()
         # membership is read now, at every spawn: a restart applies group changes
         self._spawn_grants = None
         await self.spawn_grants()
+        self.check_volume_conflicts()
         if self.host_network:
             self.ip = self.host_network_ip
             self.port = netutil.reserve_port(self.host_network_ip)
@@ -794,7 +932,7 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
                 if not self.remove:
                     await self.drop_container_with_other_grants()
                 ip, port = await super().start()
-            await self.wait_until_up(ip, port)
+            await self.wait_until_up(ip, port, deadline=deadline)
             return ip, port
         except Exception:
             if self.host_network:
@@ -808,9 +946,26 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         if self.object_id:  # a server that may still run, from before a hub restart
             self._started_as = self.user.name
 
-    async def wait_until_up(self, ip: str, port: int) -> None:
-        """Return as soon as the new server answers (see readiness.py)."""
+    def readiness_budget(self, deadline: float) -> float:
+        """Seconds our own readiness poll may take before start() must return.
+
+        JupyterHub cancels start() after ``start_timeout`` and then waits up to
+        ``http_timeout`` itself; a slow server must reach that second wait, as
+        under DockerSpawner. A margin is left for the hub to take the result.
+        """
+        margin = min(2.0, 0.2 * self.start_timeout)
+        return max(0.0, min(self.http_timeout, deadline - margin - time.monotonic()))
+
+    async def wait_until_up(self, ip: str, port: int, deadline: float | None = None) -> None:
+        """Return as soon as the new server answers (see readiness.py), or when
+        the time left of ``start_timeout`` runs out while the container still
+        runs: JupyterHub's own wait (``http_timeout``) takes over from there."""
         if not self.ready_poll_interval or self.internal_ssl:
+            return
+        if deadline is None:
+            deadline = time.monotonic() + self.start_timeout
+        budget = self.readiness_budget(deadline)
+        if budget <= 0:
             return
         base = self.server.base_url if self.server else "/"
         url = f"http://{ip}:{port}{base}api"
@@ -835,9 +990,18 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             )
 
         waited = await readiness.wait_until_up(
-            url, interval=self.ready_poll_interval, still_running=still_running
+            url, interval=self.ready_poll_interval, still_running=still_running, budget=budget
         )
-        self.log.debug("Server of %s answered after %.2fs", self._log_name, waited)
+        if waited is None:
+            self.log.info(
+                "Server of %s not answering after %.1fs; JupyterHub waits for it "
+                "(http_timeout %ss)",
+                self._log_name,
+                budget,
+                self.http_timeout,
+            )
+        else:
+            self.log.debug("Server of %s answered after %.2fs", self._log_name, waited)
 
     async def drop_container_with_other_grants(self) -> None:
         """With ``remove = False`` DockerSpawner restarts the old container as it was

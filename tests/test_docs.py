@@ -308,3 +308,26 @@ def test_getting_started_matches_the_example_config():
         assert var in page and var in config, var
     assert "cleanup_servers = False" in config
     assert "http://127.0.0.1:8000" in config and "http://127.0.0.1:8000" in page
+
+
+# -- switching from DockerSpawner -----------------------------------------------------
+
+
+def test_switching_page_lists_exactly_docker_spawners_options():
+    """docs/switching.md: one line per DockerSpawner option, none missing, none extra."""
+    from dockerspawner import DockerSpawner
+
+    rows = re.findall(
+        r"^\| `([A-Za-z_]+)` \| (Same|Different|Not applicable)\b",
+        (DOCS / "switching.md").read_text(),
+        flags=re.M,
+    )
+    names = [name for name, _ in rows]
+    assert len(names) == len(set(names)), "an option is listed twice"
+    expected = set(DockerSpawner.class_traits(config=True))
+    assert set(names) == expected, (
+        f"missing: {sorted(expected - set(names))}; not options: {sorted(set(names) - expected)}"
+    )
+    # the deliberate differences are said where switching admins look
+    different = {name for name, verdict in rows if verdict == "Different"}
+    assert {"remove", "extra_host_config", "network_name"} <= different
