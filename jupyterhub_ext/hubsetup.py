@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import broadcast, gpu, grants, scopes, template_path, usernames
+from . import accounts, broadcast, gpu, grants, scopes, template_path, usernames
 from .configutil import any_section, configured
 from .handlers import default_handlers
 from .storage import check_at_hub_start
@@ -61,6 +61,8 @@ def apply(c: Any) -> None:
 
     if nativecompat.uses_native(configured(c, "JupyterHub", "authenticator_class", "")):
         nativecompat.apply()
+        # names Native approves at sign-up must have accounts before it opens
+        accounts.install()
 
     rename_db.install()
     rename_db.set_core_rename_hook(rename.on_core_rename)
