@@ -116,7 +116,13 @@ def check_at_start(authenticator: Any) -> None:
 
 
 def install() -> bool:
-    """Run ``check_at_start`` in NativeAuthenticator's ``check_allow_config`` (once)."""
+    """Patch NativeAuthenticator once: the check at start, and no sign-up of trusted names.
+
+    ``check_allow_config`` runs ``check_at_start``. ``create_user`` (the
+    sign-up form) refuses a trusted name: every one had an account when the
+    hub started, so a sign-up under one means its account was deleted while
+    the hub runs, and the name must not go to whoever asks first.
+    """
     try:
         from nativeauthenticator import NativeAuthenticator
     except ImportError:
@@ -132,7 +138,27 @@ def install() -> bool:
 
     check_allow_config._jupyterhub_ext_accounts = True  # type: ignore[attr-defined]
     NativeAuthenticator.check_allow_config = check_allow_config
+    NativeAuthenticator.create_user = _guard_signup(NativeAuthenticator.create_user)
     return True
+
+
+def _guard_signup(original: Any) -> Any:
+    @functools.wraps(original)
+    def create_user(self: Any, username: str, password: str, **kwargs: Any) -> Any:
+        name = self.normalize_username(username)
+        setting = trusted_names(self).get(name)
+        if setting and self.get_user(name) is None:
+            self.log.warning(
+                "Sign-up refused for %r: a name in c.Authenticator.%s gets its account "
+                "only from %s",
+                name,
+                setting,
+                COMMAND,
+            )
+            return None
+        return original(self, username, password, **kwargs)
+
+    return create_user
 
 
 # -- jupyterhub-ext-create-account -----------------------------------------------

@@ -124,6 +124,23 @@ def test_boundary_stranger_signup_admin_name_after_create_account(make_hub):
     assert again.returncode == 2 and "already has an account" in again.stderr
 
 
+def test_boundary_stranger_signup_deleted_admin_name_refused(make_hub):
+    """An admin's account deleted while the hub runs: the name is not for grabs either."""
+    hub = native_hub(make_hub)
+    assert create_account(hub, ADMIN, ADMIN_PASSWORD).returncode == 0, "create account"
+    hub.start()
+    assert hub.api("DELETE", f"/users/{ADMIN}").status_code == 204
+    assert not can_login(hub, ADMIN, ADMIN_PASSWORD)  # Native's row went with the user
+
+    page = signup_page(hub, ADMIN, STRANGER_PASSWORD)
+    assert "The signup was successful" not in page
+    assert not can_login(hub, ADMIN, STRANGER_PASSWORD)
+    assert hub.api("GET", f"/users/{ADMIN}").status_code == 404
+    assert f"Sign-up refused for {ADMIN!r}" in hub.log_text()
+    # other people still sign up (and wait for approval)
+    assert "sent to the admin" in signup_page(hub, "newcomer", STRANGER_PASSWORD)
+
+
 # -- in-process hubs: the variants -----------------------------------------------
 
 

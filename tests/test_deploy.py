@@ -48,7 +48,7 @@ def deploy_env(monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTERHUB_DATA_DIR", str(data))
     monkeypatch.setenv("JUPYTERHUB_SINGLEUSER_IMAGE", "jupyterhub-ext/singleuser:test")
     monkeypatch.setenv("JUPYTERHUB_AUTH_CONFIG", str(RECIPES / "native-admin-approval.py"))
-    monkeypatch.setenv("JUPYTERHUB_ADMIN_USERS", "admin")
+    monkeypatch.setenv("JUPYTERHUB_ADMIN_USERS", "jdoe")
     monkeypatch.setenv("JUPYTERHUB_MEM_LIMIT", "4G")
     monkeypatch.chdir(tmp_path)
     yield data
@@ -61,7 +61,16 @@ def deploy_env(monkeypatch, tmp_path):
 
 
 async def test_deploy_config_loads(tmp_path, deploy_env):
+    from jupyterhub_ext.accounts import AccountsMissing, main
+
     config = f"load_subconfig({str(DEPLOY / 'jupyterhub_config.py')!r})\n"
+    # sign-up is open in the recipe: no start until the admin has an account,
+    # made with the command the guide shows
+    with pytest.raises(AccountsMissing, match="jdoe"):
+        await init_hub(tmp_path, config)
+    (tmp_path / "pw").write_text("a-long-enough-password-7\n")
+    argv = ["-f", str(tmp_path / "jupyterhub_config.py"), "jdoe"]
+    assert main([*argv, "--password-file", str(tmp_path / "pw")]) == 0
     app, _ = await init_hub(tmp_path, config)
     from nativeauthenticator import NativeAuthenticator
 
@@ -167,6 +176,9 @@ def test_compose_config_validates(tmp_path):
     assert r.returncode == 0, r.stderr
     resolved = yaml.safe_load(r.stdout)
     assert resolved["networks"]["users"]["internal"] is True
+    # no admin name is shipped: the admin sets their own
+    env_lines = (work / ".env.example").read_text().splitlines()
+    assert "JUPYTERHUB_ADMIN_USERS=" in env_lines
     assert "hub.example.org" in " ".join(resolved["services"]["traefik"]["command"])
     # a missing required setting is refused with the documented message
     (work / ".env").write_text(
