@@ -62,13 +62,31 @@ def admin_users_from_env(var: str = ADMIN_ENV) -> set[str]:
 # -- the check at hub start ------------------------------------------------------
 
 
+def _group_members(spec: Any) -> list[str]:
+    # load_groups values: {"users": [...], ...}, or the older plain list
+    return list(spec.get("users", ()) if isinstance(spec, dict) else spec or ())
+
+
 def trusted_names(authenticator: Any) -> dict[str, str]:
-    """Names NativeAuthenticator approves at sign-up without asking: name -> setting."""
+    """Names the config gives something to, whoever signs up with them: name -> where.
+
+    NativeAuthenticator approves ``admin_users`` and ``allowed_users`` names at
+    sign-up without asking; names in ``load_roles`` and ``load_groups`` carry
+    their roles and groups (``docker-sock`` is root on the host) to whoever
+    owns the account, at once with open sign-up.
+    """
     found: dict[str, str] = {}
+    hub = getattr(authenticator, "parent", None)
+    for role in getattr(hub, "load_roles", None) or ():
+        for raw in role.get("users", ()):
+            found[raw] = f"c.JupyterHub.load_roles (role {role.get('name')!r})"
+    for group, spec in (getattr(hub, "load_groups", None) or {}).items():
+        for raw in _group_members(spec):
+            found[raw] = f"c.JupyterHub.load_groups (group {group!r})"
     for setting in ("allowed_users", "admin_users"):  # admin wins in the message
         for raw in getattr(authenticator, setting, None) or ():
-            found[authenticator.normalize_username(raw)] = setting
-    return found
+            found[raw] = f"c.Authenticator.{setting}"
+    return {authenticator.normalize_username(raw): where for raw, where in found.items()}
 
 
 def missing_accounts(authenticator: Any) -> dict[str, str]:
@@ -88,18 +106,18 @@ def missing_accounts(authenticator: Any) -> dict[str, str]:
 def refusal_message(missing: dict[str, str], config_file: str = "jupyterhub_config.py") -> str:
     """What the hub log says when it refuses to start: which names, and what to do."""
     lines = ["Refusing to start: sign-up is open and these names have no account yet:"]
-    for name, setting in missing.items():
-        lines.append(f"  {name!r} (c.Authenticator.{setting})")
+    for name, where in missing.items():
+        lines.append(f"  {name!r} ({where})")
     first = next(iter(missing))
     lines += [
-        "NativeAuthenticator approves a sign-up under such a name at once (admin_users "
-        "become hub admins), so the first stranger to sign up with it would own it.",
+        "The first stranger to sign up under such a name would own it and what the "
+        "config gives it (NativeAuthenticator approves admin_users and allowed_users "
+        "names at once; admin_users become hub admins).",
         "Create each account first, with a password from a file only you can read:",
         f"  {COMMAND} -f {config_file} {first} --password-file /path/to/password",
         "Docker Compose (deploy/): "
         f"docker compose run --rm -T hub {COMMAND} {first} --password-file - < password.txt",
-        "Or take the name out of admin_users/allowed_users, or set "
-        "c.NativeAuthenticator.enable_signup = False.",
+        "Or take the name out of that setting, or set c.NativeAuthenticator.enable_signup = False.",
     ]
     return "\n".join(lines)
 
@@ -146,13 +164,12 @@ def _guard_signup(original: Any) -> Any:
     @functools.wraps(original)
     def create_user(self: Any, username: str, password: str, **kwargs: Any) -> Any:
         name = self.normalize_username(username)
-        setting = trusted_names(self).get(name)
-        if setting and self.get_user(name) is None:
+        where = trusted_names(self).get(name)
+        if where and self.get_user(name) is None:
             self.log.warning(
-                "Sign-up refused for %r: a name in c.Authenticator.%s gets its account "
-                "only from %s",
+                "Sign-up refused for %r: a name in %s gets its account only from %s",
                 name,
-                setting,
+                where,
                 COMMAND,
             )
             return None

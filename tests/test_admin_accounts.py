@@ -180,18 +180,25 @@ def run_command(config: Path, name: str, password: str, *extra: str) -> tuple[in
 
 
 async def test_boundary_stranger_signup_allowed_name_refused_start(tmp_path):
-    """allowed_users names are approved at sign-up too: they need accounts as well."""
-    extra = "c.Authenticator.allowed_users = {'carol'}; c.Authenticator.admin_users = {'Boss'}"
+    """Names the config gives something (approval, a role, a group) need accounts too."""
+    extra = (
+        "c.Authenticator.allowed_users = {'carol'}; c.Authenticator.admin_users = {'Boss'}; "
+        "c.JupyterHub.load_roles = [{'name': 'helpdesk', 'users': ['dana'], "
+        "'scopes': ['servers']}]; "
+        "c.JupyterHub.load_groups = {'docker-sock': {'users': ['eve']}}"
+    )
     config = write_config(tmp_path, extra)
     with pytest.raises(accounts.AccountsMissing) as refused:
         await init_hub(tmp_path, config.read_text())
     assert refused.value.code == 1
-    assert refused.value.names == ["boss", "carol"]
+    assert refused.value.names == ["boss", "carol", "dana", "eve"]
     assert "'carol' (c.Authenticator.allowed_users)" in str(refused.value)
     assert "'boss' (c.Authenticator.admin_users)" in str(refused.value)
-    # both accounts made (admin name given as configured, stored normalised): it starts
-    assert run_command(config, "Boss", "boss-password-123")[0] == 0
-    assert run_command(config, "carol", "carol-password-123")[0] == 0
+    assert "'dana' (c.JupyterHub.load_roles (role 'helpdesk'))" in str(refused.value)
+    assert "'eve' (c.JupyterHub.load_groups (group 'docker-sock'))" in str(refused.value)
+    # every account made (admin name given as configured, stored normalised): it starts
+    for name in ("Boss", "carol", "dana", "eve"):
+        assert run_command(config, name, f"{name}-password-123")[0] == 0
     app, _ = await init_hub(tmp_path, config.read_text())
     from nativeauthenticator.orm import UserInfo
 
