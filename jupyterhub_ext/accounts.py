@@ -133,6 +133,26 @@ def check_at_start(authenticator: Any) -> None:
     raise AccountsMissing(message, list(missing))
 
 
+def uses_native(authenticator_class: Any) -> bool:
+    """Whether the configured authenticator is NativeAuthenticator or a subclass of it.
+
+    A dotted name of the admin's own subclass is imported to find out
+    (JupyterHub imports it moments later anyway).
+    """
+    from importlib import import_module
+
+    from .nativecompat import uses_native as named_native
+
+    if isinstance(authenticator_class, str) and "." in authenticator_class:
+        if not named_native(authenticator_class):
+            module, _, name = authenticator_class.rpartition(".")
+            try:
+                authenticator_class = getattr(import_module(module), name)
+            except (ImportError, AttributeError):
+                return False  # JupyterHub reports it
+    return named_native(authenticator_class)
+
+
 def install() -> bool:
     """Patch NativeAuthenticator once: the check at start, and no sign-up of trusted names.
 
@@ -277,6 +297,9 @@ def _load_hub(config_file: str) -> Any:
     if not Path(config_file).is_file():
         raise AccountError(f"no hub config at {config_file} (give it with -f)")
     app = JupyterHub(config_file=config_file)
+    # the hub's start-up warnings (deprecations, migrations) are noise here
+    app.log.setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     app.load_config_file(config_file)
     app.init_db()
     auth = app.authenticator

@@ -59,7 +59,7 @@ def apply(c: Any) -> None:
     # and resuming renames a crash interrupted once the hub is up.
     from . import nativecompat, rename, rename_db
 
-    if nativecompat.uses_native(configured(c, "JupyterHub", "authenticator_class", "")):
+    if accounts.uses_native(configured(c, "JupyterHub", "authenticator_class", "")):
         nativecompat.apply()
         # names Native approves at sign-up must have accounts before it opens
         accounts.install()

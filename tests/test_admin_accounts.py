@@ -206,6 +206,24 @@ async def test_boundary_stranger_signup_allowed_name_refused_start(tmp_path):
     assert app.authenticator.admin_users == {"boss"}
 
 
+async def test_boundary_stranger_signup_native_subclass_refused_start(tmp_path, monkeypatch):
+    """An admin's own NativeAuthenticator subclass, named by its dotted path, is covered."""
+    (tmp_path / "labauth_jhext.py").write_text(
+        "from nativeauthenticator import NativeAuthenticator\n"
+        "class LabNative(NativeAuthenticator):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    extra = (
+        "c.JupyterHub.authenticator_class = 'labauth_jhext.LabNative'; "
+        "c.Authenticator.admin_users = {'boss'}"
+    )
+    with pytest.raises(accounts.AccountsMissing, match="'boss'"):
+        await init_hub(tmp_path, write_config(tmp_path, extra).read_text())
+    assert accounts.uses_native("labauth_jhext.LabNative")
+    assert not accounts.uses_native("dummy")
+    assert not accounts.uses_native("no_such_module_jhext.Auth")
+
+
 async def test_signup_closed_starts_without_accounts(tmp_path):
     """With sign-up off nobody can claim a name: no refusal."""
     extra = "c.NativeAuthenticator.enable_signup = False; c.Authenticator.admin_users = {'boss'}"
