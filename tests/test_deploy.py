@@ -454,6 +454,76 @@ def test_hub_image_runs_a_hub(docker_client, hub_image, lab_image, run_prefix, t
             hub.remove(force=True)
 
 
+@pytest.mark.docker
+def test_boundary_stranger_signup_hub_image_admin_account(
+    docker_client, hub_image, run_prefix, tmp_path
+):
+    """The compose guide's admin step, in the built image: refused start, command, start.
+
+    The hub container with the NativeAuthenticator recipe refuses to start
+    while the admin has no account; the documented command (password on
+    stdin, as `docker compose run -T` passes it) creates it; then it starts.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(RECIPES / "native-admin-approval.py", tmp_path / "auth.py")
+    env = {
+        "JUPYTERHUB_SINGLEUSER_IMAGE": "jupyterhub-ext/singleuser:unused",
+        "JUPYTERHUB_ADMIN_USERS": "jdoe",
+        "JUPYTERHUB_IDLE_TIMEOUT": "0",
+    }
+    mounts = {
+        str(data): {"bind": "/srv/jupyterhub/data", "mode": "rw"},
+        str(tmp_path / "auth.py"): {"bind": "/srv/jupyterhub/auth.py", "mode": "ro"},
+    }
+    name = f"{run_prefix}-img-admin"
+
+    def hub_run(suffix: str):
+        return docker_client.containers.run(
+            hub_image,
+            name=f"{name}-{suffix}",
+            detach=True,
+            network_mode="none",
+            # no network at all; the hub checks its proxy by host name
+            hostname="localhost",
+            environment=env,
+            volumes=mounts,
+        )
+
+    refused = hub_run("refused")
+    try:
+        assert refused.wait(timeout=120)["StatusCode"] == 1
+        log = refused.logs().decode()
+        assert "Refusing to start" in log and "'jdoe' (c.Authenticator.admin_users)" in log
+        assert "jupyterhub-ext-create-account" in log
+    finally:
+        refused.remove(force=True)
+
+    docker_cli = shutil.which("docker", path="/usr/bin") or shutil.which("docker")
+    if docker_cli is None:
+        pytest.skip("the docker CLI is needed to pass the password on stdin")
+    cmd = [docker_cli, "run", "--rm", "-i", "--network", "none", "--name", f"{name}-cmd"]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
+    for src, m in mounts.items():
+        cmd += ["-v", f"{src}:{m['bind']}:{m['mode']}"]
+    cmd += [hub_image, "jupyterhub-ext-create-account", "jdoe", "--password-file", "-"]
+    out = subprocess.run(cmd, input="an-admin-password-7\n", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "admin account 'jdoe' created" in out.stdout
+
+    started = hub_run("started")
+    try:
+        deadline = time.monotonic() + 120
+        while "JupyterHub is now running" not in started.logs().decode():
+            started.reload()
+            assert started.status == "running", started.logs().decode()[-3000:]
+            assert time.monotonic() < deadline, started.logs().decode()[-3000:]
+            time.sleep(0.5)
+    finally:
+        started.remove(force=True)
+
+
 # -- deploy/ops/*-user-volumes.sh --------------------------------------------------
 
 # uid/gid/mode/type/link target/size of every entry, and a checksum of every file
