@@ -22,7 +22,14 @@ c.JupyterHub.cleanup_servers = False  # servers keep running across hub restarts
 # The demo (scripts/demo.sh) sets JUPYTERHUB_AUTHENTICATOR=dummy: any password.
 # OAuth recipes (GitHub, Google, GitLab, generic) are in the docs.
 c.JupyterHub.authenticator_class = os.environ.get("JUPYTERHUB_AUTHENTICATOR", "native")
-c.Authenticator.admin_users = {"admin"}
+# Admins: your own login name(s), comma separated, in JUPYTERHUB_ADMIN_USERS; no
+# name is built in (the hub stops with a message when it is unset). With
+# NativeAuthenticator, create each admin's account before the first start:
+#   jupyterhub-ext-create-account -f jupyterhub_config.py NAME --password-file FILE
+# While sign-up is open the hub refuses to start as long as a name in
+# admin_users or allowed_users has no account: whoever signed up first under
+# it would own it (docs/security.md, "Admin accounts").
+c.Authenticator.admin_users = jupyterhub_ext.admin_users_from_env("JUPYTERHUB_ADMIN_USERS")
 c.Authenticator.allow_all = True  # everyone who can log in may use the hub
 
 # --- The spawner: every user in a Docker container ---------------------------

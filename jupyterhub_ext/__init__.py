@@ -40,4 +40,14 @@ def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
 _setup_function = setup
 
 
-__all__ = ["__version__", "setup", "template_path"]
+def admin_users_from_env(var: str = "JUPYTERHUB_ADMIN_USERS") -> set[str]:
+    """Admin names from the environment (comma separated); stops the hub when unset.
+
+    For ``c.Authenticator.admin_users`` in a config: no admin name is built in.
+    """
+    from .accounts import admin_users_from_env as read
+
+    return read(var)
+
+
+__all__ = ["__version__", "admin_users_from_env", "setup", "template_path"]

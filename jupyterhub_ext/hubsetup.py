@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import broadcast, compat, gpu, grants, scopes, template_path, usernames
+from . import accounts, broadcast, compat, gpu, grants, scopes, template_path, usernames
 from .configutil import any_section, configured
 from .handlers import default_handlers
 from .storage import check_at_hub_start
@@ -59,8 +59,10 @@ def apply(c: Any) -> None:
     # and resuming renames a crash interrupted once the hub is up.
     from . import nativecompat, rename, rename_db
 
-    if nativecompat.uses_native(configured(c, "JupyterHub", "authenticator_class", "")):
+    if accounts.uses_native(configured(c, "JupyterHub", "authenticator_class", "")):
         nativecompat.apply()
+        # names Native approves at sign-up must have accounts before it opens
+        accounts.install()
 
     rename_db.install()
     rename_db.set_core_rename_hook(rename.on_core_rename)

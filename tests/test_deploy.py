@@ -48,7 +48,7 @@ def deploy_env(monkeypatch, tmp_path):
     monkeypatch.setenv("JUPYTERHUB_DATA_DIR", str(data))
     monkeypatch.setenv("JUPYTERHUB_SINGLEUSER_IMAGE", "jupyterhub-ext/singleuser:test")
     monkeypatch.setenv("JUPYTERHUB_AUTH_CONFIG", str(RECIPES / "native-admin-approval.py"))
-    monkeypatch.setenv("JUPYTERHUB_ADMIN_USERS", "admin")
+    monkeypatch.setenv("JUPYTERHUB_ADMIN_USERS", "jdoe")
     monkeypatch.setenv("JUPYTERHUB_MEM_LIMIT", "4G")
     monkeypatch.chdir(tmp_path)
     yield data
@@ -61,7 +61,16 @@ def deploy_env(monkeypatch, tmp_path):
 
 
 async def test_deploy_config_loads(tmp_path, deploy_env):
+    from jupyterhub_ext.accounts import AccountsMissing, main
+
     config = f"load_subconfig({str(DEPLOY / 'jupyterhub_config.py')!r})\n"
+    # sign-up is open in the recipe: no start until the admin has an account,
+    # made with the command the guide shows
+    with pytest.raises(AccountsMissing, match="jdoe"):
+        await init_hub(tmp_path, config)
+    (tmp_path / "pw").write_text("a-long-enough-password-7\n")
+    argv = ["-f", str(tmp_path / "jupyterhub_config.py"), "jdoe"]
+    assert main([*argv, "--password-file", str(tmp_path / "pw")]) == 0
     app, _ = await init_hub(tmp_path, config)
     from nativeauthenticator import NativeAuthenticator
 
@@ -167,6 +176,9 @@ def test_compose_config_validates(tmp_path):
     assert r.returncode == 0, r.stderr
     resolved = yaml.safe_load(r.stdout)
     assert resolved["networks"]["users"]["internal"] is True
+    # no admin name is shipped: the admin sets their own
+    env_lines = (work / ".env.example").read_text().splitlines()
+    assert "JUPYTERHUB_ADMIN_USERS=" in env_lines
     assert "hub.example.org" in " ".join(resolved["services"]["traefik"]["command"])
     # a missing required setting is refused with the documented message
     (work / ".env").write_text(
@@ -440,6 +452,76 @@ def test_hub_image_runs_a_hub(docker_client, hub_image, lab_image, run_prefix, t
         finally:
             print(hub.logs().decode()[-3000:])
             hub.remove(force=True)
+
+
+@pytest.mark.docker
+def test_boundary_stranger_signup_hub_image_admin_account(
+    docker_client, hub_image, run_prefix, tmp_path
+):
+    """The compose guide's admin step, in the built image: refused start, command, start.
+
+    The hub container with the NativeAuthenticator recipe refuses to start
+    while the admin has no account; the documented command (password on
+    stdin, as `docker compose run -T` passes it) creates it; then it starts.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(RECIPES / "native-admin-approval.py", tmp_path / "auth.py")
+    env = {
+        "JUPYTERHUB_SINGLEUSER_IMAGE": "jupyterhub-ext/singleuser:unused",
+        "JUPYTERHUB_ADMIN_USERS": "jdoe",
+        "JUPYTERHUB_IDLE_TIMEOUT": "0",
+    }
+    mounts = {
+        str(data): {"bind": "/srv/jupyterhub/data", "mode": "rw"},
+        str(tmp_path / "auth.py"): {"bind": "/srv/jupyterhub/auth.py", "mode": "ro"},
+    }
+    name = f"{run_prefix}-img-admin"
+
+    def hub_run(suffix: str):
+        return docker_client.containers.run(
+            hub_image,
+            name=f"{name}-{suffix}",
+            detach=True,
+            network_mode="none",
+            # no network at all; the hub checks its proxy by host name
+            hostname="localhost",
+            environment=env,
+            volumes=mounts,
+        )
+
+    refused = hub_run("refused")
+    try:
+        assert refused.wait(timeout=120)["StatusCode"] == 1
+        log = refused.logs().decode()
+        assert "Refusing to start" in log and "'jdoe' (c.Authenticator.admin_users)" in log
+        assert "jupyterhub-ext-create-account" in log
+    finally:
+        refused.remove(force=True)
+
+    docker_cli = shutil.which("docker", path="/usr/bin") or shutil.which("docker")
+    if docker_cli is None:
+        pytest.skip("the docker CLI is needed to pass the password on stdin")
+    cmd = [docker_cli, "run", "--rm", "-i", "--network", "none", "--name", f"{name}-cmd"]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
+    for src, m in mounts.items():
+        cmd += ["-v", f"{src}:{m['bind']}:{m['mode']}"]
+    cmd += [hub_image, "jupyterhub-ext-create-account", "jdoe", "--password-file", "-"]
+    out = subprocess.run(cmd, input="an-admin-password-7\n", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "admin account 'jdoe' created" in out.stdout
+
+    started = hub_run("started")
+    try:
+        deadline = time.monotonic() + 120
+        while "JupyterHub is now running" not in started.logs().decode():
+            started.reload()
+            assert started.status == "running", started.logs().decode()[-3000:]
+            assert time.monotonic() < deadline, started.logs().decode()[-3000:]
+            time.sleep(0.5)
+    finally:
+        started.remove(force=True)
 
 
 # -- deploy/ops/*-user-volumes.sh --------------------------------------------------

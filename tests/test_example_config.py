@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from jupyterhub.app import JupyterHub
 
 import jupyterhub_ext
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def load(tmp_path: Path, monkeypatch) -> JupyterHub:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JUPYTERHUB_ADMIN_USERS", "jdoe")
     app = JupyterHub()
     app.load_config_file(str(ROOT / "jupyterhub_config.example.py"))
     return app
@@ -51,3 +53,13 @@ def test_example_config_serves_the_rename(tmp_path, monkeypatch):
     routes = {h[0] for h in app.extra_handlers}
     assert r"/api/users/([^/]+)/rename" in routes and r"/rename" in routes
     assert "c.ExtDockerSpawner.helper_image" in (ROOT / "jupyterhub_config.example.py").read_text()
+
+
+def test_example_config_names_no_admin(tmp_path, monkeypatch):
+    """The admin name comes from the admin's setting; without it the hub stops, saying so."""
+    assert load(tmp_path, monkeypatch).config.Authenticator.admin_users == {"jdoe"}
+    monkeypatch.delenv("JUPYTERHUB_ADMIN_USERS")
+    with pytest.raises(SystemExit, match="JUPYTERHUB_ADMIN_USERS is not set"):
+        JupyterHub().load_config_file(str(ROOT / "jupyterhub_config.example.py"))
+    text = (ROOT / "jupyterhub_config.example.py").read_text()
+    assert '"admin"' not in text and "jupyterhub-ext-create-account" in text

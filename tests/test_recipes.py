@@ -25,7 +25,7 @@ RECIPES = ROOT / "docs" / "recipes"
 
 # The environment each recipe documents (fake values; nothing is contacted).
 RECIPE_ENV = {
-    "JUPYTERHUB_ADMIN_USERS": "admin,boss",
+    "JUPYTERHUB_ADMIN_USERS": "jdoe,boss",
     "OAUTH_CALLBACK_URL": "https://hub.example.org/hub/oauth_callback",
     "OAUTH_CLIENT_ID": "client-id",
     "OAUTH_CLIENT_SECRET": "client-secret",
@@ -133,19 +133,39 @@ def assert_common(app: JupyterHub, log: Captured) -> None:
 async def test_native_recipes(tmp_path, recipe_env, name, open_signup, enable_signup):
     from nativeauthenticator import NativeAuthenticator
 
-    app, log = await init_hub(tmp_path, with_recipe(recipe(name)))
+    from jupyterhub_ext.accounts import AccountsMissing, main
+
+    config = with_recipe(recipe(name))
+    if enable_signup:
+        # sign-up open: the hub refuses to start until the admins have accounts
+        with pytest.raises(AccountsMissing) as refused:
+            await init_hub(tmp_path, config)
+        assert refused.value.names == ["boss", "jdoe"]
+        (tmp_path / "pw").write_text("a-long-enough-password-7\n")
+        for admin in ("jdoe", "boss"):
+            argv = ["-f", str(tmp_path / "jupyterhub_config.py"), admin]
+            assert main([*argv, "--password-file", str(tmp_path / "pw")]) == 0
+    app, log = await init_hub(tmp_path, config)
     assert_common(app, log)
     auth = app.authenticator
     assert isinstance(auth, NativeAuthenticator)
     assert auth.open_signup is open_signup
     assert auth.enable_signup is enable_signup
-    assert auth.admin_users == {"admin", "boss"}
+    assert auth.admin_users == {"jdoe", "boss"}
     # the admins get jupyterhub_ext's admin role too
     role = next(r for r in app.load_roles if r["name"] == "jupyterhub-ext-admin")
-    assert set(role["users"]) == {"admin", "boss"}
+    assert set(role["users"]) == {"jdoe", "boss"}
     # NativeAuthenticator's pages are served by this hub
     routes = {h[0] for h in app.handlers}
     assert "/hub/signup" in routes and "/hub/authorize" in routes
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("native-*.py")))
+async def test_native_recipes_name_no_admin_of_their_own(tmp_path, recipe_env, monkeypatch, name):
+    """No built-in admin name: without JUPYTERHUB_ADMIN_USERS the hub stops, saying so."""
+    monkeypatch.delenv("JUPYTERHUB_ADMIN_USERS")
+    with pytest.raises(SystemExit, match="JUPYTERHUB_ADMIN_USERS is not set"):
+        await init_hub(tmp_path, with_recipe(recipe(name)))
 
 
 async def test_github_recipe(tmp_path, recipe_env):

@@ -2,7 +2,7 @@
 #
 # Paste above the `jupyterhub_ext.setup(c)` line of jupyterhub_config.py,
 # or keep this file next to it and write `load_subconfig("auth.py")` there.
-import os
+import jupyterhub_ext
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
@@ -13,8 +13,11 @@ c.NativeAuthenticator.enable_signup = True
 # ... but cannot log in until an admin approves them on /hub/authorize.
 c.NativeAuthenticator.open_signup = False
 
-# Admins: sign up with one of these names first; they are approved at once.
-c.Authenticator.admin_users = set(os.environ.get("JUPYTERHUB_ADMIN_USERS", "admin").split(","))
+# Admins: your own login names in JUPYTERHUB_ADMIN_USERS (comma separated; no
+# default). NativeAuthenticator approves a sign-up under these names at once, so
+# create their accounts before the hub opens (it refuses to start until then):
+#   jupyterhub-ext-create-account NAME --password-file FILE
+c.Authenticator.admin_users = jupyterhub_ext.admin_users_from_env("JUPYTERHUB_ADMIN_USERS")
 
 # NativeAuthenticator does its own approval check; let every approved user in.
 c.Authenticator.allow_all = True

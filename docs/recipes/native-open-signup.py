@@ -2,7 +2,7 @@
 #
 # Anyone who can reach the hub gets an account and a container at once.
 # Only use this on a network you trust (a VPN, a classroom LAN).
-import os
+import jupyterhub_ext
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
@@ -10,7 +10,9 @@ c.JupyterHub.authenticator_class = "native"
 c.NativeAuthenticator.enable_signup = True
 c.NativeAuthenticator.open_signup = True  # signed up == approved
 
-c.Authenticator.admin_users = set(os.environ.get("JUPYTERHUB_ADMIN_USERS", "admin").split(","))
+# Admins (no default name): create their accounts first, the hub refuses to
+# start until then:  jupyterhub-ext-create-account NAME --password-file FILE
+c.Authenticator.admin_users = jupyterhub_ext.admin_users_from_env("JUPYTERHUB_ADMIN_USERS")
 c.Authenticator.allow_all = True
 
 c.NativeAuthenticator.minimum_password_length = 10

@@ -5,12 +5,14 @@
 # not even by an admin. Existing accounts keep logging in; admins still reset
 # passwords on /hub/change-password/<name> and approve or block people on
 # /hub/authorize. Switch `enable_signup` back on to onboard someone new.
-import os
+import jupyterhub_ext
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 c.JupyterHub.authenticator_class = "native"
 c.NativeAuthenticator.enable_signup = False
 
-c.Authenticator.admin_users = set(os.environ.get("JUPYTERHUB_ADMIN_USERS", "admin").split(","))
+# Admins (no default name); accounts exist already, or make one with
+#   jupyterhub-ext-create-account NAME --password-file FILE
+c.Authenticator.admin_users = jupyterhub_ext.admin_users_from_env("JUPYTERHUB_ADMIN_USERS")
 c.Authenticator.allow_all = True
