@@ -31,7 +31,7 @@ from traitlets import (
     validate,
 )
 
-from . import dockerpool, gpu, grants, netutil, objects, readiness, rename, volcopy
+from . import dockerpool, gpu, grants, netutil, objects, readiness, rename, rename_db, volcopy
 from .audit import audit
 from .locks import user_lock
 from .storage import StorageMixin
@@ -313,6 +313,16 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         data (user rename). Runs as root with no network; needs ``sh``,
         GNU ``cp``/``du``/``sync`` and ``python3``. Empty: the spawner's
         ``image``, which is already on this host.
+        """,
+    ).tag(config=True)
+
+    rename_timeout = Float(
+        6 * 3600.0,
+        min=1,
+        help="""
+        Seconds the copy phase of one user rename (copying and checking
+        every volume) may take. Past it the rename is rolled back: the copies
+        are removed, the old volumes and the old name stay as they were.
         """,
     ).tag(config=True)
 
@@ -658,6 +668,10 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
                 f"{self.user.name} is being renamed to {running.new_name}; "
                 "start the server when the rename has finished."
             )
+        held = rename.reserved(self.user.db, self.user.name)
+        if held is not None and held.user_id != self.user.id:
+            # a user made under a name a rename holds (should be impossible)
+            raise RuntimeError(rename_db.reserved_message(self.user.name, held))
         self._started_as = self.user.name
         # membership is read now, at every spawn: a restart applies group changes
         self._spawn_grants = None
