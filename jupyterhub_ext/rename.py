@@ -931,7 +931,8 @@ async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -
             await _rollback(ctx, job, "interrupted before the names changed (hub restart?)")
         else:
             try:
-                await _finish(ctx, job, user, except_spawner)
+                async with asyncio.timeout(ctx.timeout):
+                    await _finish(ctx, job, user, except_spawner)
             except Exception as e:
                 message = describe(e)
                 if isinstance(e, SQLAlchemyError):

@@ -280,6 +280,12 @@ def _check_core_rename(session: Session, user: orm.User, old: str, new: str) -> 
     job = reserved(session, new)
     if job is not None and job.user_id != user.id:
         raise RenameConflict(f"Cannot rename {old} to {new}: " + reserved_message(new, job))
+    job = reserved(session, old)
+    if job is not None and job.user_id == user.id and job.state == COPYING:
+        raise RenameConflict(
+            f"Cannot rename {old} to {new}: {old} is being renamed to {job.new_name} "
+            f"(job {job.key}); wait for it or cancel it first."
+        )
     if _privilege_check is not None:
         why = _privilege_check(session, old)
         if why:

@@ -289,3 +289,27 @@ def test_boundary_big_renames_do_not_starve_spawns_and_listings(make_hub):
     for ok, what in rename_pool.verdicts(fig):
         print(("PASS: " if ok else "MISS: ") + what)
         assert ok, what
+
+
+def test_rename_past_its_deadline_is_rolled_back(make_hub, lab_image, tmp_path):
+    faults = tmp_path / "faults"
+    faults.write_text("hold-copy\n")  # the copy never ends
+    hub = native_hub(
+        make_hub,
+        extra=RACE.format(faults=str(faults)) + "c.ExtDockerSpawner.rename_timeout = 4\n",
+    )
+    p = hub.prefix
+    signup(hub, "hal", PASSWORD)
+    assert can_login(hub, "hal", PASSWORD)
+    hub.spawn("hal")
+    assert run_in(hub.container("hal"), "echo hal > ~/mine.txt")[0] == 0
+    hub.stop_server("hal")
+    before = volume_manifest(lab_image, f"{p}-hal-home")
+    r = hub.api("PATCH", "/users/hal/rename", json={"new_name": "hank"})
+    assert r.status_code == 202, r.text
+    job, _ = wait_job(hub, "hal", r.json()["id"], timeout=120)
+    assert job["state"] == "rolled_back", job
+    assert "did not finish within 4 s" in job["error"]
+    assert volume_names(p) == {f"{p}-hal-home", f"{p}-hal-work"}
+    assert volume_manifest(lab_image, f"{p}-hal-home") == before
+    assert can_login(hub, "hal", PASSWORD)
