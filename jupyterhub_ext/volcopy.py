@@ -36,6 +36,9 @@ from .volumes import LABEL_MANAGED, LABEL_PREFIX
 LABEL_HELPER = LABEL_PREFIX + "helper"
 LABEL_JOB = LABEL_PREFIX + "rename-job"
 
+# relative CPU weight of copy/check helpers (Docker's default is 1024)
+HELPER_CPU_SHARES = 128
+
 SRC = "/jhext-rename/src"
 DST = "/jhext-rename/dst"
 POLL_SECONDS = 1.0
@@ -119,6 +122,8 @@ async def run_helper(
         network_mode="none",
         read_only=True,
         security_opt=["no-new-privileges"],
+        # a copy may take minutes: users' servers come first for the CPU
+        cpu_shares=HELPER_CPU_SHARES,
     )
     created = await call(
         api,

@@ -285,7 +285,7 @@ def test_boundary_big_renames_do_not_starve_spawns_and_listings(make_hub):
     # the calls were timed while both copies ran
     assert fig["busy"]["copying_after_listing"] == 2, fig
     assert fig["busy"]["copying_after_spawn"] >= 1, fig
-    assert fig["bytes"] == {"r1x": 1024 * 2**20, "r2x": 1024 * 2**20}, fig
+    assert all(fig["bytes"][n] >= 1024 * 2**20 for n in ("r1x", "r2x")), fig
     for ok, what in rename_pool.verdicts(fig):
         print(("PASS: " if ok else "MISS: ") + what)
         assert ok, what
