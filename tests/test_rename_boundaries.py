@@ -315,3 +315,46 @@ def test_rename_past_its_deadline_is_rolled_back(make_hub, lab_image, tmp_path):
     assert volume_names(p) == {f"{p}-hal-home", f"{p}-hal-work"}
     assert volume_manifest(lab_image, f"{p}-hal-home") == before
     assert can_login(hub, "hal", PASSWORD)
+
+
+@pytest.mark.browser
+def test_rename_page_cancel_in_browser(make_hub, lab_image, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from hubctl import launch_chromium
+
+    faults = tmp_path / "faults"
+    faults.write_text("hold-copy\n")  # the copy stays open until cancelled
+    hub = native_hub(make_hub, extra=RACE.format(faults=str(faults)))
+    p = hub.prefix
+    signup(hub, "admin", PASSWORD)
+    signup(hub, "ivy", PASSWORD)
+    assert can_login(hub, "ivy", PASSWORD)
+    hub.spawn("ivy")
+    hub.stop_server("ivy")
+    before = volume_manifest(lab_image, f"{p}-ivy-home")
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page()
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", "admin")
+        page.fill("#password_input", PASSWORD)
+        page.click("#login_submit")
+        page.wait_for_url("**/hub/**")
+        page.goto(f"{hub.url}/hub/rename?user=ivy")
+        page.fill("#jhext-rename-new", "ivan")
+        page.click("#jhext-rename-submit")
+        page.wait_for_selector("#jhext-rename-cancel:not(.d-none)", timeout=60_000)
+        page.click("#jhext-rename-cancel")
+        page.wait_for_selector("#jhext-rename-result.alert-danger", timeout=60_000)
+        text = page.inner_text("#jhext-rename-result")
+        assert "Not renamed, nothing changed" in text and "cancelled by admin" in text, text
+        assert page.locator("#jhext-rename-cancel.d-none").count() == 1
+        browser.close()
+    assert hub.user("ivy")["name"] == "ivy" and can_login(hub, "ivy", PASSWORD)
+    # (the admin's login started her own server: her volumes are not counted)
+    assert {v for v in volume_names(p) if "-admin-" not in v} == {
+        f"{p}-ivy-home",
+        f"{p}-ivy-work",
+    }
+    assert volume_manifest(lab_image, f"{p}-ivy-home") == before
