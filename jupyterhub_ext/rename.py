@@ -19,6 +19,13 @@ volumes carrying this job's key are removed; the old data never changed);
 volumes are removed). That happens when the rename is re-run, at hub start,
 and at the user's next spawn, always under the user's lock.
 
+The new name is reserved by the journal row from the moment a rename is
+accepted (``reserve``, with no ``await`` between the name checks and the
+insert): sign-ups, user creation and other renames to it are refused until
+the job ends. Before the commit point an admin can cancel (``cancel``) and
+the copy phase has a deadline; both roll back. Renaming away from a name that
+a setting grants to (``privileged_settings``) is refused.
+
 A rename made outside our API (JupyterHub's own PATCH or admin page) gets a
 ``committed`` journal row from the listener; its volumes - found by name and
 by the owner-id + owner-name labels - are moved right after the commit when

@@ -662,7 +662,9 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
                 self.object_id = ""
 
     async def start(self) -> tuple[str, int]:
-        running = rename.api_job_running(self.user.db, self.user.id)
+        running = rename.api_job_running(
+            self.user.db, self.user.id, rename_db.user_stamp(self.user)
+        )
         if running is not None:
             raise RuntimeError(
                 f"{self.user.name} is being renamed to {running.new_name}; "

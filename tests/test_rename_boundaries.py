@@ -199,6 +199,12 @@ def test_boundary_racing_renames_and_signup_under_reserved_name(
     assert volume_manifest(lab_image, f"{p}-zo-c3-ab-home") == before[loser]
     assert volume_manifest(lab_image, f"{p}-{winner}-home") == before[winner]
     assert 'action="cancel-rename"' in hub.log_text()
+    # the journal keeps no volume driver options (Docker reports them resolved)
+    import sqlite3
+
+    with sqlite3.connect(hub.workdir / "jupyterhub.sqlite") as db:
+        plans = [row[0] for row in db.execute("SELECT plan FROM jupyterhub_ext_rename_jobs")]
+    assert plans and all('"moves"' in plan and '"options"' not in plan for plan in plans), plans
 
 
 class _FakeDB:
