@@ -183,6 +183,11 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # Renames through JupyterHub's own admin page keep the login and data as well.
 # The copy runs in helper containers of the single-user image unless set here:
 # c.ExtDockerSpawner.helper_image = "jupyterhub-ext/singleuser"
+# A rename holds the new name until it ends; renaming away from a name listed in
+# admin_users / allowed_users / load_roles / load_groups is refused (409).
+# Past this many seconds of copying a rename is rolled back; admins can cancel
+# one with DELETE /hub/api/users/{name}/rename or on the page.
+# c.ExtDockerSpawner.rename_timeout = 6 * 3600
 
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

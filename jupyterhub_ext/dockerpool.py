@@ -207,9 +207,20 @@ async def get_client(pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any) -> Poole
     return c
 
 
-async def run(
-    fn: Callable[..., T], *args: Any, pool_size: int = DEFAULT_POOL_SIZE, **kwargs: Any
-) -> T:
-    """Run a blocking call in the shared pool without blocking the event loop."""
+def current() -> ThreadPoolExecutor:
+    """The pool as the spawner sized it (``docker_pool_size``); the default if none yet."""
+    with _lock:
+        if _executor is not None:
+            return _executor
+    return executor()
+
+
+async def run(fn: Callable[..., T], *args: Any, pool_size: int | None = None, **kwargs: Any) -> T:
+    """Run a blocking call in the shared pool without blocking the event loop.
+
+    Without ``pool_size`` the pool is used at the size it has: a caller that
+    does not know the admin's ``docker_pool_size`` must not grow it.
+    """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor(pool_size), lambda: fn(*args, **kwargs))
+    pool = executor(pool_size) if pool_size else current()
+    return await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))

@@ -66,6 +66,8 @@ def apply(c: Any) -> None:
 
     rename_db.install()
     rename_db.set_core_rename_hook(rename.on_core_rename)
+    # JupyterHub's own rename obeys the same privilege rule as ours
+    rename_db.set_privilege_check(rename.privilege_refusal)
     rename.schedule_recovery()
 
     for section in SPAWNER_SECTIONS:

@@ -19,6 +19,13 @@ volumes carrying this job's key are removed; the old data never changed);
 volumes are removed). That happens when the rename is re-run, at hub start,
 and at the user's next spawn, always under the user's lock.
 
+The new name is reserved by the journal row from the moment a rename is
+accepted (``reserve``, with no ``await`` between the name checks and the
+insert): sign-ups, user creation and other renames to it are refused until
+the job ends. Before the commit point an admin can cancel (``cancel``) and
+the copy phase has a deadline; both roll back. Renaming away from a name that
+a setting grants to (``privileged_settings``) is refused.
+
 A rename made outside our API (JupyterHub's own PATCH or admin page) gets a
 ``committed`` journal row from the listener; its volumes - found by name and
 by the owner-id + owner-name labels - are moved right after the commit when
@@ -40,20 +47,25 @@ import docker
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import dockerpool, volcopy
+from . import dockerpool, ownership, rename_db, usernames, volcopy
 from .audit import audit
 from .locks import user_lock
 from .rename_db import (
+    ABANDONED,
     COMMITTED,
     COPYING,
     DONE,
     OWN_RENAME,
     ROLLED_BACK,
+    UNFINISHED,
     RenameJob,
+    belongs_to,
     ensure_schema,
     native_row_taken,
     new_key,
+    reserved_message,
     unfinished_jobs,
+    user_stamp,
 )
 from .volumes import (
     LABEL_KEY,
@@ -72,6 +84,10 @@ FAULTS_ENV = "JUPYTERHUB_EXT_RENAME_FAULTS"
 
 # move states
 PLANNED, COPIED, VERIFIED, REMOVED = "planned", "copied", "verified", "removed"
+
+# How long the copy phase of one rename may take before it is rolled back
+# (ExtDockerSpawner.rename_timeout overrides it).
+DEFAULT_TIMEOUT = 6 * 3600.0
 
 
 class RenameError(Exception):
@@ -248,6 +264,9 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
     ours = [v for v in found.get("Volumes") or [] if any(v["Name"].startswith(h) for h in heads)]
     moves, plan.left = plan_moves_pure(template_moves, ours, resolve)
 
+    owner = ownership.Owner.of(user)
+    busy_jobs = unfinished_job_keys(user.db) - {job_key} if getattr(user, "db", None) else set()
+    adopt = any(getattr(sp, "adopt_unlabelled_volumes", False) for sp in spawners)
     for move in moves:
         old = await volcopy.volume_or_none(api, move["old"])
         if old is None:
@@ -255,15 +274,28 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
         opts = old.get("Options") or {}
         if "device" in opts:
             plan.conflicts.append(
-                f"volume {move['old']} is bound to external storage (device={opts['device']}); "
+                f"volume {move['old']} is bound to external storage; "
                 "copying it would not move the data. Move it by hand."
             )
+        # only this user's own volumes are moved (one rule: ownership.py)
+        why = ownership.volume_refusal(
+            move["old"],
+            old.get("Labels"),
+            owner=owner,
+            scope="user",
+            unfinished_jobs=busy_jobs,
+            adopt_unlabelled=adopt,
+        )
+        if why:
+            plan.conflicts.append(why)
         new = await volcopy.volume_or_none(api, move["new"])
         if new is not None and (new.get("Labels") or {}).get(volcopy.LABEL_JOB) != job_key:
             plan.conflicts.append(f"a volume named {move['new']} already exists")
         move.update(state=PLANNED, bytes=None, driver=old.get("Driver") or "local")
         move["labels"] = dict(old.get("Labels") or {})
-        move["options"] = dict(opts)
+        # Driver options are NOT journalled: Docker reports them resolved
+        # (passwords of secret driver options included). The copy reads them
+        # from the source volume when it creates the target.
         plan.moves.append(move)
 
     names = {container_name(sp, old_name) for sp in spawners}
@@ -307,6 +339,69 @@ def active_servers(user: Any, except_spawner: Any = None) -> list[str]:
     return out
 
 
+def _filter_names_user(scope: str, name: str) -> bool:
+    """Whether a scope string's filter names the user ``name`` (``!user=`` / ``!server=``)."""
+    _, sep, filt = scope.partition("!")
+    if not sep:
+        return False
+    kind, _, value = filt.partition("=")
+    return (kind == "user" and value == name) or (
+        kind == "server" and value.split("/", 1)[0] == name
+    )
+
+
+def privileged_settings(
+    db: Session, name: str, authenticator: Any = None, app: Any = None
+) -> list[str]:
+    """Settings that grant something to the user NAME ``name`` (not to the user id).
+
+    Renaming the user away from such a name would hand the grant to whoever
+    next signs up or logs in under it: NativeAuthenticator pre-authorizes
+    ``admin_users`` and ``allowed_users`` names and JupyterHub makes an
+    ``admin_users`` name admin; ``load_roles`` / ``load_groups`` re-assign
+    by name at every start; a scope filter ``!user=<name>`` is by name.
+    Role and group membership in the database is by id and moves with the
+    user: it is not listed.
+    """
+    from jupyterhub import orm
+
+    if app is None:
+        from jupyterhub.app import JupyterHub
+
+        app = JupyterHub.instance() if JupyterHub.initialized() else None
+    if authenticator is None and app is not None:
+        authenticator = getattr(app, "authenticator", None)
+    found = []
+    for setting in ("admin_users", "allowed_users"):
+        if name in (getattr(authenticator, setting, None) or ()):
+            found.append(f"c.Authenticator.{setting} lists {name}")
+    for role in getattr(app, "load_roles", None) or []:
+        if name in (role.get("users") or ()):
+            found.append(f"the role {role.get('name')!r} in c.JupyterHub.load_roles lists {name}")
+    for group, spec in (getattr(app, "load_groups", None) or {}).items():
+        members = spec if isinstance(spec, list) else (spec or {}).get("users") or ()
+        if name in members:
+            found.append(f"the group {group!r} in c.JupyterHub.load_groups lists {name}")
+    with db.no_autoflush:
+        for role in db.query(orm.Role):
+            hits = [sc for sc in role.scopes or () if _filter_names_user(sc, name)]
+            if hits:
+                found.append(f"the role {role.name!r} has scope(s) {', '.join(hits)}")
+    return found
+
+
+def privilege_refusal(db: Session, name: str, authenticator: Any = None) -> str | None:
+    """Why the user called ``name`` must not be renamed, or None (see privileged_settings)."""
+    found = privileged_settings(db, name, authenticator)
+    if not found:
+        return None
+    return (
+        f"{'; '.join(found)}. Renaming {name} would hand that to whoever next signs up "
+        f"or logs in as {name}. Take {name} out of the setting(s) first (and add the new "
+        "name there after the rename, if it should keep them)."
+    )
+
+
 def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
     """The normalized new name, or RenameError 400/409 saying what is wrong."""
     if not isinstance(raw, str) or not raw.strip():
@@ -314,6 +409,10 @@ def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
     new_name = authenticator.normalize_username(raw)
     if new_name == user.name:
         raise RenameError(400, f"{user.name} is already called {new_name!r}.")
+    try:
+        usernames.check(new_name)
+    except ValueError as e:
+        raise RenameError(400, str(e)) from None
     if not authenticator.validate_username(new_name):
         raise RenameError(
             400, f"{new_name!r} is not a valid user name for this hub's authenticator."
@@ -328,26 +427,55 @@ def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
             f"NativeAuthenticator already has a sign-up for {new_name}; "
             "discard it on /hub/authorize first.",
         )
+    job = reserved(db, new_name)
+    if job is not None:
+        raise RenameError(409, reserved_message(new_name, job))
+    why = privilege_refusal(db, user.name, authenticator)
+    if why:
+        raise RenameError(409, f"Cannot rename {user.name}: {why}")
     return new_name
+
+
+def unfinished_job_keys(db: Session) -> set[str]:
+    """Keys of every rename job not finished yet (volumes with these labels are never mounted)."""
+    ensure_schema(db)
+    rows = db.query(RenameJob.key).filter(RenameJob.state.in_(UNFINISHED)).all()
+    return {key for (key,) in rows}
+
+
+def reserved(db: Session, name: str) -> RenameJob | None:
+    """The unfinished rename that holds ``name`` (its new name, or its old one), or None."""
+    return rename_db.reserved(db, name)
 
 
 # -- live progress and running jobs ------------------------------------------------------
 
 _tasks: dict[str, asyncio.Task] = {}
 _progress: dict[str, dict[str, Any]] = {}
+# jobs reserved by a request that is still planning them (no task yet)
+_planning: set[str] = set()
+# why a job's task was cancelled (by an admin), read by the task itself
+_cancelled: dict[str, str] = {}
 
 
 def running(key: str) -> bool:
+    if key in _planning:
+        return True
     task = _tasks.get(key)
     return task is not None and not task.done()
 
 
-def api_job_running(db: Session, user_id: int) -> RenameJob | None:
+def api_job_running(db: Session, user_id: int, created: str | None = None) -> RenameJob | None:
     """An API rename of this user that is copying right now, in this process."""
-    for job in unfinished_jobs(db, user_id):
+    for job in unfinished_jobs(db, user_id, created):
         if job.state == COPYING and running(job.key):
             return job
     return None
+
+
+def jobs_of(db: Session, user: Any) -> list[RenameJob]:
+    """Unfinished jobs made for this very user (not an earlier user with the same id)."""
+    return unfinished_jobs(db, user.id, user_stamp(user))
 
 
 def progress(key: str) -> dict[str, Any]:
@@ -417,14 +545,55 @@ class _Ctx:
     api: docker.APIClient
     image: str
     prefix: str
+    timeout: float = DEFAULT_TIMEOUT
 
 
 def _context(db: Session, user: Any) -> _Ctx:
     spawners = [sp for sp in _spawners(user) if _is_ext_spawner(sp)] if user is not None else []
     if spawners:
         sp = spawners[0]
-        return _Ctx(db, sp.client, getattr(sp, "helper_image", "") or sp.image, sp.prefix)
+        return _Ctx(
+            db,
+            sp.client,
+            getattr(sp, "helper_image", "") or sp.image,
+            sp.prefix,
+            float(getattr(sp, "rename_timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT),
+        )
     return _Ctx(db, dockerpool.client(), "", "jupyter")
+
+
+async def _create_target(ctx: _Ctx, job: RenameJob, move: dict[str, Any]) -> None:
+    """Create the empty target volume and prove it is this job's own.
+
+    Docker's create returns an existing volume of the same name without a
+    word, so a volume someone made between our check and our create would be
+    copied into (and later handed over). After creating, its job label must
+    be ours, or the move stops with nothing of theirs touched.
+    """
+    source = await volcopy.volume_or_none(ctx.api, move["old"])
+    if source is None:
+        raise RenameError(500, f"volume {move['old']} disappeared before it was copied")
+    labels = dict(move.get("labels") or {})
+    if LABEL_OWNER_NAME in labels or LABEL_OWNER_ID in labels:
+        labels[LABEL_OWNER_NAME] = job.new_name
+        labels[LABEL_OWNER_ID] = str(job.user_id)
+    labels[volcopy.LABEL_JOB] = job.key
+    created = await volcopy.call(
+        ctx.api,
+        "create_volume",
+        name=move["new"],
+        driver=move.get("driver") or "local",
+        # read from the source now, never from the journal (see plan_moves)
+        driver_opts=source.get("Options") or None,
+        labels=labels,
+    )
+    got = (created or {}).get("Labels") or {}
+    if got.get(volcopy.LABEL_JOB) != job.key:
+        raise RenameError(
+            409,
+            f"a volume named {move['new']} appeared while the rename was starting "
+            f"(rename job label {got.get(volcopy.LABEL_JOB)!r}); it was left untouched",
+        )
 
 
 async def _copy_one(ctx: _Ctx, job: RenameJob, index: int) -> None:
@@ -445,19 +614,7 @@ async def _copy_one(ctx: _Ctx, job: RenameJob, index: int) -> None:
         # a partial copy from an interrupted attempt: start from empty again
         await volcopy.remove_helpers(ctx.api, key)
         await volcopy.call(ctx.api, "remove_volume", move["new"])
-    labels = dict(move.get("labels") or {})
-    if LABEL_OWNER_NAME in labels or LABEL_OWNER_ID in labels:
-        labels[LABEL_OWNER_NAME] = job.new_name
-        labels[LABEL_OWNER_ID] = str(job.user_id)
-    labels[volcopy.LABEL_JOB] = key
-    await volcopy.call(
-        ctx.api,
-        "create_volume",
-        name=move["new"],
-        driver=move.get("driver") or "local",
-        driver_opts=move.get("options") or None,
-        labels=labels,
-    )
+    await _create_target(ctx, job, move)
 
     def on_progress(total: int | None, copied: int | None) -> None:
         if total is not None:
@@ -635,56 +792,136 @@ async def _finish(ctx: _Ctx, job: RenameJob, user: Any, except_spawner: Any = No
 # -- entry points ----------------------------------------------------------------------------
 
 
-async def start_rename(db: Session, user: Any, new_name: str, actor: str, plan: Plan) -> RenameJob:
-    """Journal an API rename and run it in the background; returns the job."""
+def reserve(db: Session, user: Any, new_name: str, actor: str) -> RenameJob:
+    """Journal an API rename now, before anything is awaited: it holds ``new_name``.
+
+    Called right after ``check_new_name`` with no ``await`` in between, so two
+    requests for one new name cannot both pass: the second sees this row.
+    The job counts as running until ``start_rename`` or ``release``.
+    """
     ensure_schema(db)
     job = RenameJob(
         key=new_key(),
         user_id=user.id,
+        user_created=user_stamp(user),
         old_name=user.name,
         new_name=new_name,
         source="api",
         actor=actor,
         state=COPYING,
-        plan=plan.to_json(),
+        plan={},
     )
     db.add(job)
+    db.commit()
+    _planning.add(job.key)
+    return job
+
+
+def release(db: Session, job: RenameJob) -> None:
+    """Drop a reservation whose rename was refused before anything was created."""
+    _planning.discard(job.key)
+    db.delete(job)
+    db.commit()
+
+
+async def start_rename(db: Session, user: Any, job: RenameJob, plan: Plan) -> RenameJob:
+    """Run a reserved API rename in the background with its plan; returns the job."""
+    job.plan = plan.to_json()
     db.commit()
     _progress[job.key] = {
         "phase": "queued",
         "moves": {m["old"]: {"total": None, "copied": 0} for m in plan.moves},
     }
     _spawn(job.key, user.id, _run_api_job(db, user, job.key))
+    _planning.discard(job.key)
     return job
 
 
+async def _copy_all(ctx: _Ctx, job: RenameJob, user: Any) -> None:
+    """The copy phase of an API rename, within its deadline."""
+    async with asyncio.timeout(ctx.timeout):
+        busy = active_servers(user)
+        if busy:
+            raise RenameError(409, f"server(s) {', '.join(busy)} started meanwhile")
+        for index in range(len(job.plan.get("moves", []))):
+            await _copy_one(ctx, job, index)
+
+
 async def _run_api_job(db: Session, user: Any, key: str) -> None:
-    async with user_lock(user.id):
-        job = db.query(RenameJob).filter(RenameJob.key == key).one()
-        ctx = _context(db, user)
-        try:
-            busy = active_servers(user)
-            if busy:
-                raise RenameError(409, f"server(s) {', '.join(busy)} started meanwhile")
-            for index in range(len(job.plan.get("moves", []))):
-                await _copy_one(ctx, job, index)
+    job = db.query(RenameJob).filter(RenameJob.key == key).one()
+    ctx = _context(db, user)
+    try:
+        async with user_lock(user.id):
+            try:
+                await _copy_all(ctx, job, user)
+            except (Exception, asyncio.CancelledError) as e:
+                if isinstance(e, asyncio.CancelledError):
+                    message = _cancelled.pop(key, "cancelled (the hub is shutting down?)")
+                elif isinstance(e, TimeoutError):
+                    message = (
+                        f"the copy did not finish within {ctx.timeout:g} s "
+                        "(ExtDockerSpawner.rename_timeout)"
+                    )
+                else:
+                    message = describe(e)
+                if isinstance(e, SQLAlchemyError):
+                    db.rollback()
+                log.warning("rename %s failed before its commit, rolling back: %s", key, message)
+                await _rollback(ctx, job, message)
+                return
             _progress[key]["phase"] = "committing"
             _commit_names(ctx, job, user)
             _crash_point("crash-after-commit")
-            await _finish(ctx, job, user)
-        except Exception as e:
-            message = describe(e)
-            if isinstance(e, SQLAlchemyError):
-                db.rollback()
-            if job.state == COPYING:
-                log.warning("rename %s failed before its commit, rolling back: %s", key, message)
-                await _rollback(ctx, job, message)
-            else:
+            try:
+                await _finish(ctx, job, user)
+            except Exception as e:
+                message = describe(e)
+                if isinstance(e, SQLAlchemyError):
+                    db.rollback()
                 # past the commit point: keep going forward on re-run / hub start / spawn
                 job.error = message
                 db.commit()
                 audit(job.actor, "rename-user", job.old_name, "incomplete", error=message)
                 log.error("rename %s committed but not finished: %s", key, message)
+    except asyncio.CancelledError:
+        # cancelled while waiting for the user's lock: nothing was copied yet
+        if job.state == COPYING:
+            await _rollback(ctx, job, _cancelled.pop(key, "cancelled"))
+
+
+async def cancel(db: Session, user: Any, actor: str, key: str | None = None) -> RenameJob:
+    """Stop an API rename that has not reached its commit point and roll it back.
+
+    Nothing is lost: the old volumes were never changed, and only the copies
+    carrying this job's label are removed. Raises RenameError 404 when there
+    is nothing to cancel, 409 past the commit point (the names have changed;
+    the data moves forward to the end).
+    """
+    jobs = [j for j in jobs_of(db, user) if key is None or j.key == key]
+    if not jobs:
+        raise RenameError(404, f"{user.name} has no unfinished rename to cancel.")
+    job = jobs[-1]
+    if job.state != COPYING:
+        raise RenameError(
+            409,
+            f"The rename of {job.old_name} to {job.new_name} (job {job.key}) is past its "
+            "commit point: the names have changed and it can only go forward.",
+        )
+    reason = f"cancelled by {actor}"
+    task = _tasks.get(job.key)
+    if task is not None and not task.done():
+        _cancelled[job.key] = reason
+        task.cancel()
+        # the task rolls itself back; wait for that (shielded: our own caller
+        # going away must not interrupt the rollback)
+        await asyncio.wait({asyncio.shield(task)}, timeout=120)
+    elif job.key not in _planning:
+        async with user_lock(user.id):
+            db.refresh(job)
+            if job.state == COPYING:
+                await _rollback(_context(db, user), job, reason)
+    db.refresh(job)
+    return job
 
 
 async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -> None:
@@ -693,7 +930,7 @@ async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -
     Raises RenameError when a committed rename cannot finish yet: the data is
     not under the new names, so a spawn must not go ahead.
     """
-    for job in unfinished_jobs(db, user.id):
+    for job in jobs_of(db, user):
         if running(job.key) and job.key not in _settling:
             continue  # its own task runs it once it gets the lock
         ctx = _context(db, user)
@@ -701,7 +938,8 @@ async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -
             await _rollback(ctx, job, "interrupted before the names changed (hub restart?)")
         else:
             try:
-                await _finish(ctx, job, user, except_spawner)
+                async with asyncio.timeout(ctx.timeout):
+                    await _finish(ctx, job, user, except_spawner)
             except Exception as e:
                 message = describe(e)
                 if isinstance(e, SQLAlchemyError):
@@ -755,6 +993,18 @@ def resume(db: Session, user: Any, job: RenameJob) -> None:
     _spawn(job.key, user.id, run())
 
 
+def abandon(db: Session, job: RenameJob) -> None:
+    """A committed rename whose user is gone: its old volumes stay for an admin."""
+    job.state = ABANDONED
+    left = [m["old"] for m in (job.plan or {}).get("moves", []) if m.get("state") != REMOVED]
+    job.error = (
+        "the user was deleted (or the id reused) before the data moved; volumes "
+        f"{', '.join(left) or '(none)'} left for an administrator"
+    )
+    db.commit()
+    log.warning("rename %s abandoned: %s", job.key, job.error)
+
+
 async def rollback_orphan(db: Session, job: RenameJob) -> None:
     """Roll back a ``copying`` job whose user no longer exists."""
     async with user_lock(job.user_id):
@@ -767,9 +1017,13 @@ def recover_all(db: Session, users: Any) -> int:
     jobs = unfinished_jobs(db)
     for job in jobs:
         user = users.get(job.user_id)
+        if user is not None and not belongs_to(job, user.id, user_stamp(user)):
+            user = None  # the id now belongs to someone else: never theirs to finish
         if user is None:
             if job.state == COPYING:
                 _spawn(job.key, job.user_id, rollback_orphan(db, job))
+            else:
+                abandon(db, job)
             continue
         resume(db, user, job)
     if jobs:
@@ -790,7 +1044,7 @@ def forget_spawner(spawner: Any) -> None:
     if active_servers(user, except_spawner=spawner):
         return
     _pop_stale_spawners(user)
-    jobs = unfinished_jobs(user.db, user.id)
+    jobs = jobs_of(user.db, user)
     if jobs:
         resume(user.db, user, jobs[-1])
 
@@ -823,7 +1077,7 @@ def _after_core_rename(user_ids: list[int]) -> None:
             log.info("%s has a running server: data moves once it stops", user.name)
             continue
         _pop_stale_spawners(user)
-        jobs = unfinished_jobs(app.db, uid)
+        jobs = jobs_of(app.db, user)
         if jobs:
             resume(app.db, user, jobs[-1])
 

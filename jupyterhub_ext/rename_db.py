@@ -45,6 +45,9 @@ COPYING = "copying"  # our API: data being copied, names not changed yet
 COMMITTED = "committed"  # names changed in the database; data must follow
 DONE = "done"
 ROLLED_BACK = "rolled_back"
+# its user was deleted (or the id now belongs to someone else) before the
+# data moved: nothing more is done; the old volumes stay for an admin
+ABANDONED = "abandoned"
 UNFINISHED = (COPYING, COMMITTED)
 
 
@@ -71,6 +74,10 @@ class RenameJob(orm.Base):
     state = Column(Unicode(16), nullable=False)
     plan = Column(JSONDict, nullable=True)
     error = Column(Text, nullable=True)
+    # the user's creation time (ownership.created_stamp): ids can be reused
+    # (SQLite hands a deleted last user's id to the next one), so a job is
+    # only ever resumed for the user it was made for
+    user_created = Column(Unicode(32), nullable=True)
     created = Column(DateTime, nullable=False, default=utcnow)
     updated = Column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
@@ -85,10 +92,19 @@ class RenameJob(orm.Base):
             "actor": self.actor,
             "state": self.state,
             "error": self.error,
-            "plan": dict(self.plan or {}),
+            "plan": public_plan(self.plan),
             "created": self.created.isoformat() + "Z",
             "updated": self.updated.isoformat() + "Z",
         }
+
+
+def public_plan(plan: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan as the API shows it: never driver options (Docker reports them
+    resolved, secrets included; rows from older versions may hold them)."""
+    out = dict(plan or {})
+    if "moves" in out:
+        out["moves"] = [{k: v for k, v in m.items() if k != "options"} for m in out["moves"]]
+    return out
 
 
 def new_key() -> str:
@@ -107,19 +123,74 @@ def ensure_schema(session: Session) -> None:
         return
     # on the session's own connection: inside its transaction, no second
     # connection waiting for a SQLite lock the first one holds
-    RenameJob.__table__.create(session.connection(), checkfirst=True)
+    conn = session.connection()
+    RenameJob.__table__.create(conn, checkfirst=True)
+    columns = {c["name"] for c in sa_inspect(conn).get_columns(RenameJob.__tablename__)}
+    if "user_created" not in columns:
+        # journal made by an older version: add the column (NULL = unknown)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {RenameJob.__tablename__} ADD COLUMN user_created VARCHAR(32)"
+        )
     _schema_ready.add(url)
 
 
 _schema_ready: set[str] = set()
 
 
-def unfinished_jobs(session: Session, user_id: int | None = None) -> list[RenameJob]:
+def user_stamp(user: Any) -> str:
+    """The user's creation time as recorded with a job (to the microsecond: two
+    users made within one second may get the same id)."""
+    created = getattr(user, "created", None)
+    return created.replace(tzinfo=None).isoformat() if created is not None else ""
+
+
+def belongs_to(job: RenameJob, user_id: int, created: str | None) -> bool:
+    """Whether ``job`` was made for this user (not for an earlier user with the same id)."""
+    if job.user_id != user_id:
+        return False
+    # rows from before the stamp was recorded, or callers that cannot tell
+    return not job.user_created or not created or job.user_created == created
+
+
+def unfinished_jobs(
+    session: Session, user_id: int | None = None, created: str | None = None
+) -> list[RenameJob]:
+    """Unfinished jobs; of one user when ``user_id`` (and ``created``, see belongs_to) is given."""
     ensure_schema(session)
     q = session.query(RenameJob).filter(RenameJob.state.in_(UNFINISHED))
     if user_id is not None:
         q = q.filter(RenameJob.user_id == user_id)
-    return q.order_by(RenameJob.id).all()
+    jobs = q.order_by(RenameJob.id).all()
+    if user_id is None:
+        return jobs
+    return [j for j in jobs if belongs_to(j, user_id, created)]
+
+
+def reserved(session: Session, name: str) -> RenameJob | None:
+    """The unfinished rename that holds ``name``, or None.
+
+    A rename holds its new name from the moment it is accepted (nobody may
+    sign up, be created or be renamed under it while the data is copied) and
+    its old name until the data has left the old volumes.
+    """
+    if not name:
+        return None
+    ensure_schema(session)
+    with session.no_autoflush:
+        return (
+            session.query(RenameJob)
+            .filter(RenameJob.state.in_(UNFINISHED))
+            .filter((RenameJob.new_name == name) | (RenameJob.old_name == name))
+            .order_by(RenameJob.id)
+            .first()
+        )
+
+
+def reserved_message(name: str, job: RenameJob) -> str:
+    return (
+        f"The name {name} is reserved by the rename of {job.old_name} to {job.new_name} "
+        f"(job {job.key}, {job.state}); choose another name, or wait until it has finished."
+    )
 
 
 def latest_job(session: Session, name: str, key: str | None = None) -> RenameJob | None:
@@ -194,6 +265,33 @@ def _follow_native(session: Session, old: str, new: str) -> None:
 
 # -- listeners ------------------------------------------------------------------
 
+# set by jupyterhub_ext.rename: (session, old name) -> why renaming away from it
+# is refused (a setting that names the user), or None
+_privilege_check: Callable[[Session, str], str | None] | None = None
+
+
+def set_privilege_check(check: Callable[[Session, str], str | None]) -> None:
+    global _privilege_check
+    _privilege_check = check
+
+
+def _check_core_rename(session: Session, user: orm.User, old: str, new: str) -> None:
+    """JupyterHub's own rename obeys our rules: the name it takes, the name it leaves."""
+    job = reserved(session, new)
+    if job is not None and job.user_id != user.id:
+        raise RenameConflict(f"Cannot rename {old} to {new}: " + reserved_message(new, job))
+    job = reserved(session, old)
+    if job is not None and job.user_id == user.id and job.state == COPYING:
+        raise RenameConflict(
+            f"Cannot rename {old} to {new}: {old} is being renamed to {job.new_name} "
+            f"(job {job.key}); wait for it or cancel it first."
+        )
+    if _privilege_check is not None:
+        why = _privilege_check(session, old)
+        if why:
+            raise RenameConflict(f"Cannot rename {old} to {new}: {why}")
+
+
 _core_rename_hook: Callable[[list[int]], None] | None = None
 
 
@@ -215,7 +313,46 @@ def _keep_name(target: orm.User, value: Any, oldvalue: Any, initiator: Any) -> A
     return value
 
 
+def _refuse_reserved_new_rows(session: Session) -> None:
+    """No hub user and no NativeAuthenticator sign-up may take a name a rename holds.
+
+    Every way a user comes into being (sign-up form, login, ``POST
+    /hub/api/users``, config at start) ends in a new row here.
+    """
+    native_mod = sys.modules.get("nativeauthenticator.orm")
+    native = getattr(native_mod, "UserInfo", None)
+    names = []
+    for obj in session.new:
+        if isinstance(obj, orm.User):
+            names.append(obj.name)
+        elif native is not None and isinstance(obj, native):
+            names.append(obj.username)
+    for name in names:
+        job = reserved(session, name)
+        if job is not None:
+            log.warning("Refused to create %r: reserved by rename job %s", name, job.key)
+            raise RenameConflict(reserved_message(name, job))
+
+
+def _abandon_jobs_of_deleted(session: Session) -> None:
+    """A deleted user's committed renames end here; nobody else may inherit them."""
+    for obj in list(session.deleted):
+        if not isinstance(obj, orm.User):
+            continue
+        for job in unfinished_jobs(session, obj.id, user_stamp(obj)):
+            if job.state == COMMITTED:
+                job.state = ABANDONED
+                job.error = (
+                    "the user was deleted before the data moved; old volumes left as they were"
+                )
+
+
 def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
+    if session.new:
+        _refuse_reserved_new_rows(session)
+    if session.deleted:
+        with session.no_autoflush:
+            _abandon_jobs_of_deleted(session)
     own = session.info.get(OWN_RENAME, {})
     for obj in list(session.dirty):
         if not isinstance(obj, orm.User):
@@ -226,6 +363,8 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
         old, new = hist.deleted[0], hist.added[0]
         if not old or not new or old == new:
             continue
+        if obj.id not in own:
+            _check_core_rename(session, obj, old, new)
         _follow_native(session, old, new)
         if obj.id in own:
             continue
@@ -234,6 +373,7 @@ def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
             RenameJob(
                 key=new_key(),
                 user_id=obj.id,
+                user_created=user_stamp(obj),
                 old_name=old,
                 new_name=new,
                 source="core",

@@ -43,6 +43,7 @@ from . import (
     ownership,
     readiness,
     rename,
+    rename_db,
     usernames,
     volcopy,
 )
@@ -357,6 +358,16 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         saying the engine does not answer. The request runs in the Docker
         pool, never on the hub's event loop, so a hung engine cannot freeze the
         hub. Later calls use ``client_kwargs["timeout"]`` (docker-py's default: 60 s).
+        """,
+    ).tag(config=True)
+
+    rename_timeout = Float(
+        6 * 3600.0,
+        min=1,
+        help="""
+        Seconds the copy phase of one user rename (copying and checking
+        every volume) may take. Past it the rename is rolled back: the copies
+        are removed, the old volumes and the old name stay as they were.
         """,
     ).tag(config=True)
 
@@ -904,12 +915,18 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
                 "An administrator can rename the user.",
                 reason="invalid-user-name",
             )
-        running = rename.api_job_running(self.user.db, self.user.id)
+        running = rename.api_job_running(
+            self.user.db, self.user.id, rename_db.user_stamp(self.user)
+        )
         if running is not None:
             raise RuntimeError(
                 f"{self.user.name} is being renamed to {running.new_name}; "
                 "start the server when the rename has finished."
             )
+        held = rename.reserved(self.user.db, self.user.name)
+        if held is not None and held.user_id != self.user.id:
+            # a user made under a name a rename holds (should be impossible)
+            raise RuntimeError(rename_db.reserved_message(self.user.name, held))
         # JupyterHub's start_timeout counts from here
         deadline = time.monotonic() + self.start_timeout
         self._started_as = self.user.name

@@ -1,8 +1,11 @@
 """Copy one Docker volume into another with a helper container, and prove the copy.
 
-Everything here is a Docker call through the shared pool (``dockerpool.run``):
-the hub's event loop never waits on the engine, and a long copy occupies no
-pool thread (we poll the container instead of blocking in ``wait``).
+Short Docker calls go through the shared pool (``dockerpool.run``): the hub's
+event loop never waits on the engine. The calls that last as long as a copy -
+waiting for a helper to exit, ``du`` over a big tree for progress - run in
+this module's own small pool (``LONG_POOL_SIZE`` threads), so big copies
+never hold the threads that spawns, resets and listings need; more
+concurrent copies than that only delay noticing an exit.
 
 The helper runs the single-user image as root with no network and a read-only
 root file system. The source is mounted read-only. ``cp -a`` keeps owners,
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,9 @@ from .volumes import LABEL_MANAGED, LABEL_PREFIX
 
 LABEL_HELPER = LABEL_PREFIX + "helper"
 LABEL_JOB = LABEL_PREFIX + "rename-job"
+
+# relative CPU weight of copy/check helpers (Docker's default is 1024)
+HELPER_CPU_SHARES = 128
 
 SRC = "/jhext-rename/src"
 DST = "/jhext-rename/dst"
@@ -48,9 +56,31 @@ class HelperResult:
     output: str
 
 
+LONG_POOL_SIZE = 4
+_long_lock = threading.Lock()
+_long_pool: ThreadPoolExecutor | None = None
+
+
+def long_pool() -> ThreadPoolExecutor:
+    """The bounded pool for calls that block as long as a copy runs (not the shared one)."""
+    global _long_pool
+    with _long_lock:
+        if _long_pool is None:
+            _long_pool = ThreadPoolExecutor(LONG_POOL_SIZE, thread_name_prefix="jhext-rename")
+        return _long_pool
+
+
 async def call(api: docker.APIClient, method: str, *args: Any, **kwargs: Any) -> Any:
-    """One docker-py APIClient call in the shared pool."""
+    """One short docker-py APIClient call in the shared pool."""
     return await dockerpool.run(getattr(api, method), *args, **kwargs)
+
+
+async def call_long(api: docker.APIClient, method: str, *args: Any, **kwargs: Any) -> Any:
+    """A call that may block for minutes (``wait``, an exec of ``du``): own pool."""
+    fn = getattr(api, method)
+    return await asyncio.get_running_loop().run_in_executor(
+        long_pool(), lambda: fn(*args, **kwargs)
+    )
 
 
 async def volume_or_none(api: docker.APIClient, name: str) -> dict | None:
@@ -92,6 +122,8 @@ async def run_helper(
         network_mode="none",
         read_only=True,
         security_opt=["no-new-privileges"],
+        # a copy may take minutes: users' servers come first for the CPU
+        cpu_shares=HELPER_CPU_SHARES,
     )
     created = await call(
         api,
@@ -112,7 +144,7 @@ async def run_helper(
             await started(cid)
         # Docker tells us the moment the helper exits (no polling delay on
         # short copies); meanwhile report progress once per POLL_SECONDS.
-        exited = asyncio.ensure_future(call(api, "wait", cid))
+        exited = asyncio.ensure_future(call_long(api, "wait", cid))
         try:
             while True:
                 done, _ = await asyncio.wait({exited}, timeout=POLL_SECONDS)
@@ -140,7 +172,7 @@ async def exec_output(api: docker.APIClient, container_id: str, cmd: list[str]) 
     """Output of a command run in a running container, or None if it has gone."""
     try:
         ex = await call(api, "exec_create", container_id, cmd, user="0:0")
-        out = await call(api, "exec_start", ex["Id"])
+        out = await call_long(api, "exec_start", ex["Id"])
     except docker.errors.APIError:
         return None
     return out.decode(errors="replace")

@@ -38,6 +38,14 @@ def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image):
         timeout=1200,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    for name in ("spawn", "responsiveness", "restart", "rename_copy", "broadcast", "gpu_detect"):
+    for name in (
+        "spawn",
+        "responsiveness",
+        "restart",
+        "rename_copy",
+        "rename_pool",
+        "broadcast",
+        "gpu_detect",
+    ):
         assert f"== {name}" in out.stdout
     assert out.stdout.count("PASS") + out.stdout.count("MISS") >= 8

@@ -209,3 +209,133 @@ def test_db_listeners_follow_native_row_guard_null_and_journal(tmp_path):
     db.info.pop(rename_db.OWN_RENAME)
     assert native.UserInfo.find(db, "ally") is not None
     assert db.query(rename_db.RenameJob).count() == 1
+
+
+def _db(tmp_path):
+    from jupyterhub import orm
+
+    from jupyterhub_ext import rename_db
+
+    rename_db.install()
+    return orm.new_session_factory(f"sqlite:///{tmp_path}/jupyterhub.sqlite")()
+
+
+def test_boundary_reused_user_id_does_not_inherit_rename_job(tmp_path):
+    """A stranger who gets a deleted user's id (SQLite reuses the last id) gets none of her jobs."""
+    from jupyterhub import orm
+
+    from jupyterhub_ext import rename, rename_db
+
+    db = _db(tmp_path)
+    db.add(orm.User(name="first"))
+    victim = orm.User(name="alice")
+    db.add(victim)
+    db.commit()
+    victim_id = victim.id
+    # renamed by JupyterHub while her server ran: the data moves later
+    victim.name = "alicia"
+    db.commit()
+    job = db.query(rename_db.RenameJob).one()
+    assert job.state == rename_db.COMMITTED and job.user_created
+    assert rename.jobs_of(db, victim) == [job]
+    db.delete(victim)
+    db.commit()
+
+    stranger = orm.User(name="mallory")
+    db.add(stranger)
+    db.commit()
+    assert stranger.id == victim_id  # the id really is reused
+    assert rename.jobs_of(db, stranger) == []
+    assert rename.api_job_running(db, stranger.id, rename_db.user_stamp(stranger)) is None
+    db.refresh(job)
+    assert job.state == rename_db.ABANDONED
+    # and the names it held are free again
+    assert rename.reserved(db, "alicia") is None and rename.reserved(db, "alice") is None
+
+
+def test_boundary_new_rows_refused_under_reserved_name(tmp_path):
+    """Sign-up rows, hub users and JupyterHub's own rename cannot take a name a rename holds."""
+    import nativeauthenticator.orm as native
+    from jupyterhub import orm
+
+    from jupyterhub_ext import rename, rename_db
+
+    db = _db(tmp_path)
+    native.Base.metadata.create_all(db.get_bind())
+    ann = orm.User(name="ann")
+    other = orm.User(name="bea")
+    db.add_all([ann, other])
+    db.commit()
+    job = rename.reserve(db, ann, "zoe", "admin")
+    try:
+        assert rename.reserved(db, "zoe") is job and rename.reserved(db, "ann") is job
+        assert job.key in rename.unfinished_job_keys(db)
+        for row in (orm.User(name="zoe"), native.UserInfo(username="zoe", password=b"x")):
+            db.add(row)
+            with pytest.raises(rename_db.RenameConflict, match="reserved by the rename of ann"):
+                db.commit()
+            db.rollback()
+        other.name = "zoe"
+        with pytest.raises(rename_db.RenameConflict, match="reserved"):
+            db.commit()
+        db.rollback()
+        assert db.query(orm.User).filter_by(name="zoe").first() is None
+    finally:
+        rename.release(db, job)
+    assert rename.reserved(db, "zoe") is None
+    db.add(orm.User(name="zoe"))
+    db.commit()
+
+
+def test_rename_api_never_shows_driver_options():
+    """Docker reports driver options resolved (secrets included); older journal rows held them."""
+    from datetime import datetime
+
+    from jupyterhub_ext.rename_db import RenameJob
+
+    job = RenameJob(
+        key="k",
+        user_id=1,
+        old_name="a",
+        new_name="b",
+        source="api",
+        actor="x",
+        state="done",
+        plan={"moves": [{"old": "v-a", "new": "v-b", "options": {"o": "password=hunter2"}}]},
+        created=datetime(2026, 1, 1),
+        updated=datetime(2026, 1, 1),
+    )
+    model = job.model()
+    assert "hunter2" not in repr(model)
+    assert model["plan"]["moves"] == [{"old": "v-a", "new": "v-b"}]
+
+
+def test_privileged_settings_name_what_grants_to_the_name(tmp_path):
+    from types import SimpleNamespace
+
+    from jupyterhub import orm
+
+    from jupyterhub_ext import rename
+
+    db = _db(tmp_path)
+    db.add(orm.Role(name="peek", scopes=["read:users!user=dora", "servers!server=ed/lab"]))
+    db.add(orm.Role(name="near-miss", scopes=["read:users!user=dorathy", "servers"]))
+    db.commit()
+    auth = SimpleNamespace(admin_users={"boss"}, allowed_users={"carl"})
+    app = SimpleNamespace(
+        authenticator=auth,
+        load_roles=[{"name": "ops", "users": ["olga"]}],
+        load_groups={"lab": {"users": ["gus"]}, "old": ["hal"]},
+    )
+
+    def found(name):
+        return rename.privileged_settings(db, name, auth, app)
+
+    assert found("boss") == ["c.Authenticator.admin_users lists boss"]
+    assert found("carl") == ["c.Authenticator.allowed_users lists carl"]
+    assert found("olga") == ["the role 'ops' in c.JupyterHub.load_roles lists olga"]
+    assert found("gus") == ["the group 'lab' in c.JupyterHub.load_groups lists gus"]
+    assert found("hal") == ["the group 'old' in c.JupyterHub.load_groups lists hal"]
+    assert found("dora") == ["the role 'peek' has scope(s) read:users!user=dora"]
+    assert found("ed") == ["the role 'peek' has scope(s) servers!server=ed/lab"]
+    assert found("dor") == [] and found("nobody") == []

@@ -4,8 +4,11 @@ The work is done by :mod:`jupyterhub_ext.rename`; here are the HTTP rules:
 ``admin:users`` on the user (scope-filtered like JupyterHub's own user API),
 400 for an invalid or unchanged name, 404 for an unknown user, 409 when the
 name is taken (hub user, NativeAuthenticator sign-up, volumes or a container
-under the new names) or a server of the user runs or is pending. A rename
-that passes answers 202 with the job; ``GET`` on the same path reports it.
+under the new names, another rename holding it), a setting names the user
+(``admin_users``, ``allowed_users``, ``load_roles``, ``load_groups``, a
+role's ``!user=`` scope filter) or a server of the user runs or is pending.
+A rename that passes answers 202 with the job; ``GET`` on the same path
+reports it; ``DELETE`` cancels it before its commit point (rolled back).
 """
 
 from __future__ import annotations
@@ -20,18 +23,21 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
 from jupyterhub.utils import url_path_join
 from tornado import web
+from tornado.escape import url_escape
 
 from .. import rename
 from ..audit import audit
 from ..locks import user_lock
-from ..rename_db import COMMITTED, DONE, RenameJob, ensure_schema, latest_job, unfinished_jobs
+from ..rename_db import COMMITTED, DONE, RenameJob, ensure_schema, latest_job
 
 
 class RenameAPIHandler(APIHandler):
     """Rename a user with their login and data; report a rename's progress."""
 
     def _status_url(self, name: str, job: RenameJob) -> str:
-        return url_path_join(self.hub.base_url, "api/users", name, "rename") + f"?id={job.key}"
+        # the name may hold any printable character: escape it for the path
+        path = url_path_join(self.hub.base_url, "api/users", url_escape(name, plus=False), "rename")
+        return f"{path}?id={url_escape(job.key)}"
 
     def _accepted(self, job: RenameJob) -> None:
         self.set_status(202)
@@ -80,7 +86,7 @@ class RenameAPIHandler(APIHandler):
             # JupyterHub's own rule for PATCH /users/{name}
             self._refuse(403, "Only admins can rename other admins.", user.name)
 
-        pending = unfinished_jobs(self.db, user.id)
+        pending = rename.jobs_of(self.db, user)
         if pending:
             job = pending[-1]
             if job.new_name == target and (rename.running(job.key) or job.state == COMMITTED):
@@ -119,15 +125,22 @@ class RenameAPIHandler(APIHandler):
                 user.name,
                 new_name=target,
             )
-        plan = await rename.plan_moves(user, user.name, target)
+        # no await since check_new_name: the name is ours before anyone else's check
+        job = rename.reserve(self.db, user, target, self.current_user.name)
+        try:
+            plan = await rename.plan_moves(user, user.name, target, job.key)
+        except BaseException:
+            rename.release(self.db, job)
+            raise
         if plan.conflicts:
+            rename.release(self.db, job)
             self._refuse(
                 409,
                 f"Cannot rename {user.name} to {target}: " + "; ".join(plan.conflicts),
                 user.name,
                 new_name=target,
             )
-        job = await rename.start_rename(self.db, user, target, self.current_user.name, plan)
+        job = await rename.start_rename(self.db, user, job, plan)
         audit(
             self.current_user.name,
             "rename-user",
@@ -138,6 +151,25 @@ class RenameAPIHandler(APIHandler):
             volumes=[m["old"] for m in plan.moves],
         )
         self._accepted(job)
+
+    @needs_scope("admin:users")
+    async def delete(self, user_name: str) -> None:
+        """Cancel the user's rename that is still copying; answers the rolled-back job."""
+        ensure_schema(self.db)
+        user = self.find_user(user_name)
+        if user is None:
+            raise web.HTTPError(404, f"No user named {user_name}.")
+        if user.admin and not self.current_user.admin:
+            self._refuse(403, "Only admins can cancel renames of admins.", user.name)
+        try:
+            job = await rename.cancel(
+                self.db, user, self.current_user.name, self.get_argument("id", None)
+            )
+        except rename.RenameError as e:
+            audit(self.current_user.name, "cancel-rename", user.name, "refused", status=e.status)
+            raise web.HTTPError(e.status, e.message) from None
+        audit(self.current_user.name, "cancel-rename", user.name, job.state, job=job.key)
+        self.write(json.dumps(rename.job_model(job)))
 
     @needs_scope("admin:users")
     async def get(self, user_name: str) -> None:
