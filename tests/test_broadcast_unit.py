@@ -181,6 +181,8 @@ def test_example_config_sets_up_notifications(tmp_path, monkeypatch):
     from jupyterhub.app import JupyterHub
 
     monkeypatch.chdir(tmp_path)
+    # the example config has no built-in admin name: it reads this
+    monkeypatch.setenv("JUPYTERHUB_ADMIN_USERS", "jdoe")
     app = JupyterHub()
     app.load_config_file(str(ROOT / "jupyterhub_config.example.py"))
     cfg = NotificationsConfig(config=app.config)
