@@ -111,7 +111,7 @@ async def seed_volume(api: docker.APIClient, image: str, host_dir: Path, volume:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    api = dockerpool.client()
+    api = await dockerpool.get_client()  # negotiated in the pool, never on the loop
     image = args.image or default_image()
     tag = f"jhext-bench-{secrets.token_hex(3)}"
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=args.host_dir))

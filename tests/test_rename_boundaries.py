@@ -13,6 +13,7 @@ import urllib.parse
 
 import pytest
 import requests
+from test_admin_accounts import create_account
 from test_rename_docker import PASSWORD, native_hub, wait_job
 
 from hubctl import can_login, run_in, signup, volume_manifest, volume_names, wait_for
@@ -47,10 +48,15 @@ def signup_attempt(hub, name: str, password: str) -> requests.Response:
 
 
 def test_boundary_stranger_signup_cannot_inherit_privileged_name(make_hub):
-    hub = native_hub(make_hub, extra=PRIVILEGED)
+    hub = native_hub(make_hub, extra=PRIVILEGED, start=False)
     p = hub.prefix
-    for name in ("boss", "carl", "fay"):  # pre-authorized by admin_users / allowed_users
-        signup(hub, name, PASSWORD)
+    # names a setting pre-authorizes get their accounts before sign-up opens
+    # (the hub refuses to start otherwise: see test_admin_accounts.py)
+    for name in ("admin", "boss", "carl", "fay"):
+        out = create_account(hub, name, PASSWORD)
+        assert out.returncode == 0, out.stderr
+    hub.start()
+    for name in ("boss", "carl", "fay"):
         assert can_login(hub, name, PASSWORD)
     hub.create_user("dora")  # named by a role's scope filter
     assert hub.user("boss")["admin"] is True
@@ -334,6 +340,7 @@ def test_rename_page_cancel_in_browser(make_hub, lab_image, tmp_path):
     hub = native_hub(make_hub, extra=RACE.format(faults=str(faults)))
     p = hub.prefix
     signup(hub, "admin", PASSWORD)
+    hub.create_user("admin", admin=True)  # native test hubs name no admin in the config
     signup(hub, "ivy", PASSWORD)
     assert can_login(hub, "ivy", PASSWORD)
     hub.spawn("ivy")

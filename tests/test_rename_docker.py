@@ -51,7 +51,7 @@ chmod 2770 /srv/work/proj
 """
 
 
-def native_hub(make_hub, *, remove: bool = True, extra: str = ""):
+def native_hub(make_hub, *, remove: bool = True, extra: str = "", start: bool = True):
     hub = make_hub(start=False, authenticator="native")
     hub.config_file.write_text(
         hub.config_file.read_text().replace("jupyterhub_ext.setup(c)", "")
@@ -59,7 +59,7 @@ def native_hub(make_hub, *, remove: bool = True, extra: str = ""):
         + extra
         + "\njupyterhub_ext.setup(c)\n"
     )
-    return hub.start()
+    return hub.start() if start else hub
 
 
 def wait_job(hub, name: str, job_id: str, states=("done", "rolled_back"), timeout=600):
@@ -400,6 +400,7 @@ def test_rename_page_in_browser(make_hub):
 
     hub = native_hub(make_hub)
     signup(hub, "admin", PASSWORD)
+    hub.create_user("admin", admin=True)  # native test hubs name no admin in the config
     signup(hub, "frank", PASSWORD)
     assert can_login(hub, "frank", PASSWORD)
     hub.spawn("frank")
