@@ -20,6 +20,15 @@ def template_path() -> str:
     raise FileNotFoundError(f"jupyterhub_ext templates not found next to {here}")
 
 
+def static_path() -> str:
+    """Our pages' script (``jhext.js``), served under ``/hub/jupyterhub-ext/static/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "static", here.parent / "share" / "static"):
+        if (candidate / "jhext.js").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"jupyterhub_ext static files not found next to {here}")
+
+
 def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
     """Wire jupyterhub_ext into a hub: call it at the end of jupyterhub_config.py.
 
@@ -50,4 +59,4 @@ def admin_users_from_env(var: str = "JUPYTERHUB_ADMIN_USERS") -> set[str]:
     return read(var)
 
 
-__all__ = ["__version__", "admin_users_from_env", "setup", "template_path"]
+__all__ = ["__version__", "admin_users_from_env", "setup", "static_path", "template_path"]

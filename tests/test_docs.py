@@ -233,6 +233,10 @@ def documented_routes() -> set[tuple[str, str]]:
 
 def implemented_methods(handler: type) -> list[str]:
     """HTTP methods a handler of ours answers (not tornado's 405 defaults)."""
+    from tornado.web import StaticFileHandler
+
+    if issubclass(handler, StaticFileHandler):
+        return ["GET"]  # files served as they are: the route is ours, the verbs tornado's
     out = []
     for m in METHODS:
         fn = getattr(handler, m, None)

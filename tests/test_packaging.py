@@ -1,4 +1,4 @@
-"""The built wheel carries the templates and registers the spawner entry point."""
+"""The built wheel carries templates and the pages' script, and registers the spawner."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 import jupyterhub_ext
 p = Path(jupyterhub_ext.template_path())
+s = Path(jupyterhub_ext.static_path())
 eps = {e.name: e.value for e in entry_points(group="jupyterhub.spawners")}
 print(json.dumps({"path": str(p), "home": (p / "home.html").is_file(),
-                  "files": sorted(f.name for f in p.iterdir()), "ep": eps.get("ext-docker")}))
+                  "files": sorted(f.name for f in p.iterdir()), "ep": eps.get("ext-docker"),
+                  "static": str(s), "static_files": sorted(f.name for f in s.iterdir())}))
 """
 
 
@@ -41,4 +43,6 @@ def test_wheel_in_fresh_venv_finds_templates(tmp_path):
     assert info["home"]
     expected = sorted(f.name for f in (ROOT / "share" / "templates").iterdir())
     assert info["files"] == expected
+    assert info["static"].startswith(str(venv)), info
+    assert info["static_files"] == sorted(f.name for f in (ROOT / "share" / "static").iterdir())
     assert info["ep"] == "jupyterhub_ext.spawner:ExtDockerSpawner"

@@ -413,6 +413,11 @@ def test_rename_page_in_browser(make_hub):
         page.fill("#password_input", PASSWORD)
         page.click("#login_submit")
         page.wait_for_url("**/hub/**")
+        # the page is reachable from the nav bar, which keeps the other items of ours
+        page.goto(f"{hub.url}/hub/home")
+        page.click("#jhext-nav-rename")
+        page.wait_for_url("**/hub/rename")
+        assert page.locator("#jhext-nav-rename").count() == 1  # our nav items on our page too
         page.goto(f"{hub.url}/hub/rename?user=frank")
         assert page.locator("#jhext-rename-user").input_value() == "frank"
         # an invalid name is refused with the API's message, nothing renamed

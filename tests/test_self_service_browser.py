@@ -76,6 +76,9 @@ def test_restart_and_reset_home_in_the_browser(make_hub, playwright_browser):
     manage = page.get_by_role("button", name="Manage Volumes", exact=True)
     expect(restart).to_be_visible()
     expect(manage).to_be_hidden()  # only while stopped
+    # a plain user's nav bar offers none of the admins' pages
+    expect(page.locator("#jhext-nav-rename")).to_have_count(0)
+    expect(page.locator("#jhext-nav-notifications")).to_have_count(0)
 
     # named-server rows get the same actions, labelled for screen readers
     row = page.locator('tr.home-server-row[data-server-name="lab"]')

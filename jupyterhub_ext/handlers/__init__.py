@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from tornado.web import StaticFileHandler
+
+from .. import static_path
 from . import notifications, rename
+
+
+class StaticHandler(StaticFileHandler):
+    """Our pages' script. Revalidated on each load (ETag), so an upgrade is seen at once."""
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("Cache-Control", "no-cache")
 
 
 def default_handlers() -> list[tuple]:
@@ -19,4 +29,5 @@ def default_handlers() -> list[tuple]:
     ]
     routes.extend(notifications.default_handlers())
     routes.extend(rename.handlers())
+    routes.append((r"/jupyterhub-ext/static/(.*)", StaticHandler, {"path": static_path()}))
     return routes

@@ -1,0 +1,713 @@
+// jupyterhub_ext: the one script of our pages, served by the hub at
+// {base_url}jupyterhub-ext/static/jhext.js as an ES module.
+//
+// Templates lay out markup and pass settings in <script type="application/json">
+// blocks; each page calls one export below (homePage, notificationsPage,
+// renamePage). Every text that comes from a person (names, messages, errors)
+// reaches the page through textContent, never as HTML.
+
+// -- shared helpers ---------------------------------------------------------
+
+/** Settings a template passed in <script type="application/json" id="...">. */
+export function settings(id) {
+  const node = document.getElementById(id);
+  return node ? JSON.parse(node.textContent) : {};
+}
+
+/** The hub's REST API as the page's user, the way JupyterHub's own jhapi.js calls it:
+ * paths relative to {base_url}api/, the XSRF token in a header, cookies sent. */
+export class HubAPI {
+  constructor(baseUrl = window.jhdata.base_url, xsrfToken = window.jhdata.xsrf_token) {
+    this.base = baseUrl + "api/";
+    this.xsrf = xsrfToken;
+  }
+
+  /** Resolves to {status, ok, data} for any HTTP answer; rejects only when no answer came. */
+  async request(method, path, body) {
+    const opts = {
+      method,
+      credentials: "same-origin",
+      headers: { "X-XSRFToken": this.xsrf, Accept: "application/json" },
+    };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    const resp = await fetch(this.base + path, opts);
+    const text = await resp.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (e) {
+      data = null; // an HTML error page: errorText() falls back to the status
+    }
+    return { status: resp.status, ok: resp.ok, data };
+  }
+
+  /** The answer's data; an HTTP error throws an Error carrying the hub's message. */
+  async json(method, path, body) {
+    const r = await this.request(method, path, body);
+    if (!r.ok) throw new Error(errorText(r));
+    return r.data;
+  }
+}
+
+/** What the hub said went wrong (its JSON "message"), or the status. */
+export function errorText(r) {
+  return (r.data && r.data.message) || "The hub answered " + r.status + ".";
+}
+
+/** A new element with attributes and (optional) text, set as text. */
+export function el(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** Bytes for people, in SI units as `du -h --si` prints them. */
+export function humanSize(bytes) {
+  if (bytes === null || bytes === undefined) return "size not known yet";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (bytes >= 1000 && i < units.length - 1) {
+    bytes /= 1000;
+    i++;
+  }
+  return (i ? bytes.toFixed(1) : bytes) + " " + units[i];
+}
+
+const byId = (id) => document.getElementById(id);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// -- home page: restart a server, reset volumes of a stopped one -----------
+
+export function homePage() {
+  const api = new HubAPI();
+  const userPath = "users/" + encodeURIComponent(window.jhdata.user);
+  const serverPath = (name) => (name ? "/servers/" + encodeURIComponent(name) : "");
+  const serverLabel = (name) => (name ? "server “" + name + "”" : "your server");
+  const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+  // The stock page has no block around its Start/Stop buttons: put ours next to them.
+  const ours = byId("jhext-self-service");
+  const stockStart = byId("start");
+  if (stockStart && stockStart.parentElement) {
+    const stockCell = stockStart.parentElement;
+    ours.querySelectorAll(".text-center > *").forEach((node) => stockCell.appendChild(node));
+    stockCell.closest(".row").after(byId("jhext-status"));
+  }
+
+  // status area: progress and outcome of actions, announced politely
+  const statusBox = byId("jhext-status");
+  let statusFor = null; // the server the status message is about
+  function clearStatusOf(name) {
+    if (statusFor === name) statusBox.replaceChildren();
+  }
+  function showStatus(kind, message, busy, link, name) {
+    statusFor = name === undefined ? null : name;
+    statusBox.replaceChildren();
+    const box = el("div", { class: "alert alert-" + kind + " d-inline-block" });
+    if (busy) box.appendChild(el("span", { class: "spinner-border spinner-border-sm me-2", "aria-hidden": "true" }));
+    box.appendChild(document.createTextNode(message));
+    if (link) {
+      box.appendChild(document.createTextNode(" "));
+      box.appendChild(el("a", { href: link.href, class: "alert-link" }, link.text));
+    }
+    statusBox.appendChild(box);
+  }
+
+  // which buttons show: follow the stock buttons of each server
+  function setButtons(restartBtn, volumesBtn, running) {
+    restartBtn.hidden = !running;
+    volumesBtn.hidden = running;
+  }
+  const stockStop = byId("stop");
+  if (stockStop) {
+    // the stock script hides #stop once the server has stopped
+    new MutationObserver(() => {
+      const running = stockStop.style.display !== "none";
+      setButtons(byId("jhext-restart"), byId("jhext-manage-volumes"), running);
+      // an earlier "restarted, open it" no longer holds once it is stopped
+      if (!running) clearStatusOf("");
+    }).observe(stockStop, { attributes: true, attributeFilter: ["style", "class"] });
+  }
+  document.querySelectorAll("tr.home-server-row[data-server-name]").forEach((row) => {
+    const name = row.getAttribute("data-server-name");
+    const restart = el(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-xs btn-outline-primary jhext-restart ms-1",
+        "data-server-name": name,
+        "aria-label": "Restart server " + name,
+      },
+      "restart",
+    );
+    const volumes = el(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-xs btn-outline-danger jhext-manage-volumes ms-1",
+        "data-server-name": name,
+        "aria-label": "Manage volumes of server " + name,
+      },
+      "volumes",
+    );
+    row.lastElementChild.append(restart, volumes);
+    const stop = row.querySelector(".stop-server");
+    const sync = () => {
+      const running = !!stop && !stop.classList.contains("hidden");
+      setButtons(restart, volumes, running);
+      if (!running) clearStatusOf(name);
+    };
+    sync();
+    if (stop) new MutationObserver(sync).observe(stop, { attributes: true, attributeFilter: ["class"] });
+  });
+
+  function setBusy(name, busy) {
+    const sel = (cls) => "." + cls + '[data-server-name="' + CSS.escape(name) + '"]';
+    document.querySelectorAll(sel("jhext-restart") + "," + sel("jhext-manage-volumes")).forEach((b) => {
+      b.disabled = busy;
+    });
+  }
+
+  // -- restart --
+  const restartDialog = byId("jhext-restart-dialog");
+  const restartModal = new bootstrap.Modal(restartDialog);
+  restartDialog.addEventListener("shown.bs.modal", () => byId("jhext-restart-confirm").focus());
+  let restartTarget = null;
+  document.addEventListener("click", (ev) => {
+    const btn = ev.target.closest(".jhext-restart");
+    if (!btn) return;
+    restartTarget = btn.getAttribute("data-server-name") || "";
+    restartDialog.querySelectorAll(".jhext-server-label").forEach((e) => {
+      e.textContent = serverLabel(restartTarget);
+    });
+    restartModal.show(btn);
+  });
+
+  function finishRestart(name, kind, message, url) {
+    setBusy(name, false);
+    showStatus(kind, message, false, url ? { href: url, text: "Open it" } : null, name);
+  }
+
+  async function followSpawn(name, label) {
+    // poll the server model until the new spawn finishes
+    const path = userPath + (name ? serverPath(name) : "/server");
+    const deadline = Date.now() + 5 * 60 * 1000;
+    for (;;) {
+      const r = await api.request("GET", path);
+      if (!r.ok) return finishRestart(name, "danger", "Could not follow the restart: " + errorText(r));
+      if (r.data.ready) return finishRestart(name, "success", label + " restarted and is ready.", r.data.url);
+      if (!r.data.pending) {
+        return finishRestart(name, "danger", label + " stopped but did not start again. Try starting it.");
+      }
+      if (Date.now() > deadline) {
+        return finishRestart(name, "warning", label + " is still starting; reload this page later.");
+      }
+      await sleep(1000);
+    }
+  }
+
+  byId("jhext-restart-confirm").addEventListener("click", async () => {
+    const name = restartTarget;
+    const label = capitalized(serverLabel(name));
+    restartModal.hide();
+    setBusy(name, true);
+    showStatus("info", "Restarting " + serverLabel(name) + "… stopping it, then starting it again.", true, null, name);
+    let r;
+    try {
+      r = await api.request("POST", userPath + serverPath(name) + "/restart-server");
+    } catch (err) {
+      return finishRestart(name, "danger", "Restart failed: " + err);
+    }
+    if (r.status === 200) {
+      finishRestart(name, "success", label + " restarted and is ready.", r.data.server.url);
+    } else if (r.status === 202) {
+      showStatus("info", label + " stopped; it is starting again…", true, null, name);
+      await followSpawn(name, label);
+    } else {
+      finishRestart(name, "danger", "Restart failed: " + errorText(r));
+    }
+  });
+
+  // -- manage volumes: choose -> confirm -> progress -> outcome, inside one dialog --
+  const volDialog = byId("jhext-volumes-dialog");
+  const volModal = new bootstrap.Modal(volDialog);
+  const btnCancel = byId("jhext-volumes-cancel");
+  const btnBack = byId("jhext-volumes-back");
+  const btnNext = byId("jhext-volumes-next");
+  const btnConfirm = byId("jhext-volumes-confirm");
+  const list = byId("jhext-volume-list");
+  let volTarget = "";
+  let volumes = [];
+  let volShown = false;
+  let focusOnShown = null;
+  volDialog.addEventListener("shown.bs.modal", () => {
+    volShown = true;
+    if (focusOnShown) focusOnShown.focus();
+    focusOnShown = null;
+  });
+  volDialog.addEventListener("hidden.bs.modal", () => {
+    volShown = false;
+  });
+  // Bootstrap focuses the dialog itself once it is shown; move focus after that
+  function focusInDialog(target) {
+    if (volShown) target.focus();
+    else focusOnShown = target;
+  }
+
+  function step(name) {
+    volDialog.querySelectorAll(".jhext-step").forEach((s) => {
+      s.hidden = s.getAttribute("data-step") !== name;
+    });
+    btnBack.hidden = name !== "confirm";
+    btnNext.hidden = name !== "choose";
+    btnConfirm.hidden = name !== "confirm";
+    btnCancel.hidden = name === "progress";
+    btnCancel.textContent = name === "outcome" ? "Close" : "Cancel";
+  }
+  const chosen = () => Array.from(list.querySelectorAll("input[type=checkbox]:checked"), (c) => c.value);
+
+  function volumeItem(v) {
+    const id = "jhext-vol-" + v.key;
+    const check = el("div", { class: "form-check" });
+    const box = el("input", {
+      class: "form-check-input",
+      type: "checkbox",
+      value: v.key,
+      id,
+      "aria-describedby": id + "-desc " + id + "-size",
+    });
+    const label = el("label", { class: "form-check-label fw-semibold", for: id }, v.key);
+    label.append(" ", el("code", {}, v.mount));
+    const size = v.exists ? humanSize(v.size) : "not created yet (empty)";
+    check.append(
+      box,
+      label,
+      el("div", { class: "small", id: id + "-desc" }, v.description || ""),
+      el("div", { class: "small text-body-secondary jhext-size", id: id + "-size" }, size),
+    );
+    const li = el("li", { class: "list-group-item" });
+    li.appendChild(check);
+    return li;
+  }
+
+  function renderVolumes(data) {
+    volumes = data.volumes;
+    const resettable = volumes.filter((v) => v.resettable);
+    const kept = volumes.filter((v) => !v.resettable);
+    list.replaceChildren(...resettable.map(volumeItem));
+    if (!resettable.length) {
+      list.appendChild(el("li", { class: "list-group-item" }, "No volume of this server can be reset."));
+    }
+    const keptBox = byId("jhext-volumes-kept");
+    keptBox.hidden = !kept.length;
+    keptBox.textContent = kept.length
+      ? "Always kept: " +
+        kept.map((v) => v.key + " (" + v.mount + (v.scope === "shared" ? ", shared" : "") + ")").join(", ") +
+        "."
+      : "";
+    const blocked = byId("jhext-volumes-blocked");
+    blocked.hidden = !data.blocking_servers.length;
+    blocked.textContent = data.blocking_servers.length
+      ? "Stop these servers first, they use these volumes: " + data.blocking_servers.join(", ")
+      : "";
+    btnNext.disabled = true;
+    step("choose");
+    const first = list.querySelector("input");
+    if (first) focusInDialog(first);
+  }
+
+  list.addEventListener("change", () => {
+    btnNext.disabled = chosen().length === 0;
+  });
+
+  document.addEventListener("click", async (ev) => {
+    const btn = ev.target.closest(".jhext-manage-volumes");
+    if (!btn) return;
+    volTarget = btn.getAttribute("data-server-name") || "";
+    volDialog.querySelectorAll(".jhext-server-label").forEach((e) => {
+      e.textContent = serverLabel(volTarget);
+    });
+    step("loading");
+    volModal.show(btn);
+    const r = await api.request("GET", userPath + serverPath(volTarget) + "/manage-volumes");
+    if (r.ok) renderVolumes(r.data);
+    else showOutcome("danger", "Could not list the volumes: " + errorText(r), []);
+  });
+
+  btnNext.addEventListener("click", () => {
+    const keys = chosen();
+    const text = byId("jhext-confirm-text");
+    const ul = el("ul", { class: "mb-2" });
+    for (const v of volumes) {
+      if (keys.includes(v.key)) {
+        ul.appendChild(el("li", {}, v.key + " (" + v.mount + ", " + humanSize(v.exists ? v.size : 0) + ")"));
+      }
+    }
+    text.replaceChildren(
+      el("p", { class: "fw-semibold" }, "This permanently deletes everything in:"),
+      ul,
+      el("p", { class: "mb-0" }, "It cannot be undone. Continue?"),
+    );
+    step("confirm");
+    text.focus();
+  });
+  btnBack.addEventListener("click", () => {
+    step("choose");
+    const first = list.querySelector("input:checked") || list.querySelector("input");
+    if (first) first.focus();
+  });
+
+  function showOutcome(kind, message, results) {
+    const summary = byId("jhext-outcome-summary");
+    summary.className = "alert mb-2 alert-" + kind;
+    summary.textContent = message;
+    const out = byId("jhext-outcome-list");
+    out.replaceChildren();
+    for (const res of results) {
+      const li = el("li", { class: "list-group-item jhext-result", "data-key": res.key, "data-status": res.status });
+      const badge = "badge me-2 " + (res.ok ? "text-bg-success" : "text-bg-danger");
+      li.append(el("span", { class: badge }, res.ok ? "done" : "failed"), el("strong", {}, res.key), ": " + res.message);
+      out.appendChild(li);
+    }
+    step("outcome");
+    focusInDialog(summary);
+  }
+
+  btnConfirm.addEventListener("click", async () => {
+    const keys = chosen();
+    const target = volTarget;
+    step("progress");
+    setBusy(target, true);
+    showStatus("info", "Resetting volumes of " + serverLabel(target) + "…", true);
+    let r;
+    try {
+      r = await api.request("DELETE", userPath + serverPath(target) + "/manage-volumes", { volumes: keys });
+    } catch (err) {
+      setBusy(target, false);
+      showOutcome("danger", "Reset failed: " + err, []);
+      showStatus("danger", "Reset failed: " + err);
+      return;
+    }
+    setBusy(target, false);
+    const results = (r.data && r.data.volumes) || [];
+    const kind = r.ok ? "success" : "danger";
+    const message = r.ok
+      ? "Reset " + keys.join(", ") + ". The next start of " + serverLabel(target) + " creates " +
+        (keys.length > 1 ? "them" : "it") + " again, empty."
+      : "Reset failed: " + errorText(r);
+    showOutcome(kind, message, results);
+    showStatus(kind, message);
+  });
+}
+
+// -- /hub/notifications: broadcast to running JupyterLab servers ------------
+
+export function notificationsPage() {
+  const cfg = settings("notify-config");
+  const api = new HubAPI();
+  const call = (method, path, body) => api.json(method, "notifications/" + path, body);
+  const message = byId("notify-message");
+  const count = byId("notify-count");
+  const sendButton = byId("notify-send");
+  const status = byId("notify-status");
+  const autoclose = byId("notify-autoclose");
+  const sticky = byId("notify-sticky");
+  const serverBox = byId("notify-servers");
+  let sending = false;
+
+  // Same count as the hub: code points of the trimmed text.
+  const length = (text) => Array.from(text.trim()).length;
+  const cell = (text, className) => el("td", className ? { class: className } : {}, text);
+  const badge = (text, className) => {
+    const td = el("td");
+    td.appendChild(el("span", { class: "badge " + className }, text));
+    return td;
+  };
+  const variantClass = {
+    default: "text-bg-secondary",
+    info: "text-bg-info",
+    success: "text-bg-success",
+    warning: "text-bg-warning",
+    error: "text-bg-danger",
+    "in-progress": "text-bg-primary",
+  };
+  const chosen = () =>
+    Array.from(serverBox.querySelectorAll("input:checked"), (input) => ({
+      username: input.dataset.username,
+      server: input.dataset.server,
+    }));
+  const toAll = () => byId("notify-to-all").checked;
+
+  function update() {
+    const n = length(message.value);
+    count.textContent = String(n);
+    const tooLong = n > cfg.max_length;
+    count.parentElement.classList.toggle("text-danger", tooLong);
+    message.classList.toggle("is-invalid", tooLong);
+    autoclose.disabled = sticky.checked;
+    const haveRecipients = toAll() || chosen().length > 0;
+    sendButton.disabled = sending || n === 0 || tooLong || !haveRecipients;
+  }
+
+  function showServers(servers) {
+    byId("notify-active-count").textContent = String(servers.length);
+    const keep = new Set(chosen().map((s) => s.username + "/" + s.server));
+    serverBox.replaceChildren();
+    if (!servers.length) serverBox.appendChild(el("span", { class: "text-body-secondary" }, "No server is running."));
+    servers.forEach((s, i) => {
+      const input = el("input", { type: "checkbox", class: "form-check-input notify-server", id: "notify-server-" + i });
+      input.dataset.username = s.username;
+      input.dataset.server = s.server;
+      input.checked = keep.has(s.username + "/" + s.server);
+      input.addEventListener("change", () => {
+        byId("notify-to-chosen").checked = true;
+        update();
+      });
+      const label = el("label", { class: "form-check-label", for: input.id }, s.server ? s.username + " / " + s.server : s.username);
+      const div = el("div", { class: "form-check" });
+      div.append(input, label);
+      serverBox.appendChild(div);
+    });
+    update();
+  }
+
+  async function loadServers() {
+    try {
+      showServers((await call("GET", "active-servers")).servers);
+    } catch (e) {
+      serverBox.textContent = "Could not list servers: " + e.message;
+    }
+  }
+
+  function showHistory(entries) {
+    const body = byId("notify-history-body");
+    body.replaceChildren();
+    if (!entries.length) {
+      const td = cell("No broadcast yet.", "text-body-secondary");
+      td.colSpan = 6;
+      body.appendChild(el("tr")).appendChild(td);
+    }
+    for (const e of entries) {
+      const tr = el("tr");
+      const when = new Date(e.time);
+      tr.append(
+        cell(isNaN(when) ? e.time : when.toLocaleString()),
+        cell(e.sender),
+        badge(e.variant, variantClass[e.variant] || "text-bg-secondary"),
+        cell(e.message, "notify-history-message text-break"),
+        cell(e.recipients === "all" ? "all running" : e.recipients.join(", ")),
+        cell(e.successful + " / " + e.total),
+      );
+      if (e.failures && e.failures.length) {
+        tr.title = e.failures.map((f) => f.username + (f.server ? "/" + f.server : "") + ": " + f.error).join("\n");
+      }
+      body.appendChild(tr);
+    }
+  }
+
+  async function loadHistory() {
+    try {
+      showHistory((await call("GET", "history")).history);
+    } catch (e) {
+      byId("notify-history-body").textContent = "Could not load the history: " + e.message;
+    }
+  }
+
+  function showResult(result) {
+    byId("notify-results").hidden = false;
+    byId("notify-summary").textContent =
+      result.total === 0
+        ? "No server was running: nothing was sent."
+        : result.successful + " of " + result.total + " delivered, " + result.failed + " failed.";
+    const body = byId("notify-results-body");
+    body.replaceChildren();
+    for (const d of result.details) {
+      const tr = el("tr");
+      tr.dataset.username = d.username;
+      tr.dataset.server = d.server;
+      tr.append(
+        cell(d.username),
+        cell(d.server || "(default)"),
+        badge(d.status, d.status === "delivered" ? "text-bg-success" : "text-bg-danger"),
+        cell(d.error || ""),
+      );
+      body.appendChild(tr);
+    }
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    if (sendButton.disabled) return;
+    const body = {
+      message: message.value,
+      variant: byId("notify-variant").value,
+      autoClose: sticky.checked ? false : Math.round(Number(autoclose.value || 5) * 1000),
+    };
+    if (!toAll()) body.recipients = chosen();
+    sending = true;
+    update();
+    status.className = "ms-2 text-body-secondary";
+    status.textContent = "Sending…";
+    try {
+      const result = await call("POST", "broadcast", body);
+      status.className = "ms-2 " + (result.failed ? "text-warning-emphasis" : "text-success");
+      status.textContent = result.failed ? "Sent, with failures." : "Sent.";
+      showResult(result);
+      await Promise.all([loadHistory(), loadServers()]);
+    } catch (e) {
+      status.className = "ms-2 text-danger";
+      status.textContent = "Not sent: " + e.message;
+    } finally {
+      sending = false;
+      update();
+    }
+  }
+
+  byId("notify-max").textContent = String(cfg.max_length);
+  for (const v of cfg.variants) {
+    const opt = el("option", { value: v }, v);
+    if (v === "info") opt.selected = true;
+    byId("notify-variant").appendChild(opt);
+  }
+  if (cfg.default_auto_close > 0) {
+    autoclose.value = String(cfg.default_auto_close);
+  } else {
+    autoclose.value = "5";
+    sticky.checked = true;
+  }
+  message.addEventListener("input", update);
+  sticky.addEventListener("change", update);
+  document.querySelectorAll("input[name=notify-to]").forEach((input) => input.addEventListener("change", update));
+  byId("notify-refresh").addEventListener("click", loadServers);
+  byId("notify-form").addEventListener("submit", send);
+  update();
+  loadServers();
+  loadHistory();
+}
+
+// -- /hub/rename: rename a user with their login and data ------------------
+
+export function renamePage() {
+  const api = new HubAPI();
+  const PHASES = {
+    queued: "waiting",
+    copying: "copying",
+    verifying: "checking the copy",
+    committing: "renaming",
+    removing: "removing the old copy",
+    done: "done",
+  };
+  const jobPath = (name, id) => "users/" + encodeURIComponent(name) + "/rename?id=" + encodeURIComponent(id);
+  let current = null; // the job on screen
+
+  function showError(message) {
+    const box = byId("jhext-rename-error");
+    box.textContent = message;
+    box.classList.remove("d-none");
+  }
+
+  function moveRow(move, live) {
+    const total = live.total != null ? live.total : move.bytes;
+    let copied = live.copied || 0;
+    if (["verified", "removed"].includes(move.state)) copied = total || copied;
+    const pct = total ? Math.min(100, Math.round((100 * copied) / total)) : move.state === "planned" ? 0 : 100;
+    const of = humanSize(copied) + " of " + humanSize(total);
+    const row = el("div", { class: "mb-2" });
+    const label = el("div", { class: "small" }, move.key + ": " + move.old + " → " + move.new + " (" + of + ", " + move.state + ")");
+    const bar = el("div", {
+      class: "progress",
+      role: "progressbar",
+      "aria-label": "copy of " + move.old,
+      "aria-valuenow": String(pct),
+      "aria-valuemin": "0",
+      "aria-valuemax": "100",
+    });
+    const fill = el("div", { class: "progress-bar" }, pct + "%");
+    fill.style.width = pct + "%";
+    bar.appendChild(fill);
+    row.append(label, bar);
+    return row;
+  }
+
+  function render(job) {
+    current = job;
+    // cancellable until its commit point (the names change then)
+    byId("jhext-rename-cancel").classList.toggle("d-none", !(job.state === "copying" && job.running));
+    byId("jhext-rename-status").classList.remove("d-none");
+    byId("jhext-rename-title").textContent = job.old_name + " → " + job.new_name;
+    const progress = job.progress || {};
+    byId("jhext-rename-phase").textContent =
+      job.state === "done" ? "done" : job.state === "rolled_back" ? "rolled back" : PHASES[progress.phase] || job.state;
+    const moves = (job.plan && job.plan.moves) || [];
+    byId("jhext-rename-volumes").replaceChildren(...moves.map((m) => moveRow(m, (progress.moves || {})[m.old] || {})));
+    const result = byId("jhext-rename-result");
+    if (job.state === "done") {
+      result.className = "alert alert-success mt-2";
+      result.textContent =
+        "Done: " + job.old_name + " is now " + job.new_name + "; " + moves.length +
+        " volume(s) moved and verified. The same password works under the new name.";
+    } else if (job.state === "rolled_back") {
+      result.className = "alert alert-danger mt-2";
+      result.textContent = "Not renamed, nothing changed: " + (job.error || "the rename was rolled back");
+    } else if (job.error && !job.running) {
+      result.className = "alert alert-warning mt-2";
+      result.textContent = "Renamed, but the data has not fully moved: " + job.error + " Re-run the same rename to finish it.";
+    } else {
+      result.className = "alert d-none";
+    }
+  }
+
+  async function follow(name, id) {
+    for (;;) {
+      let job;
+      try {
+        job = await api.json("GET", jobPath(name, id));
+      } catch (e) {
+        showError(e.message);
+        return;
+      }
+      render(job);
+      if (["done", "rolled_back"].includes(job.state) || (job.error && !job.running)) {
+        byId("jhext-rename-submit").disabled = false;
+        return;
+      }
+      await sleep(1000);
+    }
+  }
+
+  byId("jhext-rename-cancel").addEventListener("click", async () => {
+    if (!current) return;
+    byId("jhext-rename-cancel").disabled = true;
+    try {
+      render(await api.json("DELETE", jobPath(current.old_name, current.id)));
+    } catch (e) {
+      showError(e.message);
+    } finally {
+      byId("jhext-rename-cancel").disabled = false;
+    }
+  });
+
+  byId("jhext-rename-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    byId("jhext-rename-error").classList.add("d-none");
+    const user = byId("jhext-rename-user").value;
+    const newName = byId("jhext-rename-new").value.trim();
+    if (!user || !newName) {
+      showError("Choose a user and type the new name.");
+      return;
+    }
+    byId("jhext-rename-submit").disabled = true;
+    try {
+      const job = await api.json("PATCH", "users/" + encodeURIComponent(user) + "/rename", { new_name: newName });
+      render(job);
+      await follow(job.new_name, job.id);
+    } catch (e) {
+      showError(e.message);
+      byId("jhext-rename-submit").disabled = false;
+    }
+  });
+}
