@@ -39,14 +39,7 @@ def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
     # the module is not named "setup": importing it would shadow this function
     from .hubsetup import apply
 
-    # Importing the submodule ``jupyterhub_ext.setup`` rebinds the package
-    # attribute ``setup`` to that module; put this function back so a second
-    # config load in the same process can call it again.
-    globals()["setup"] = _setup_function
     apply(c)
-
-
-_setup_function = setup
 
 
 def admin_users_from_env(var: str = "JUPYTERHUB_ADMIN_USERS") -> set[str]:

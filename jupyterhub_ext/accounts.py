@@ -31,8 +31,6 @@ COMMAND = "jupyterhub-ext-create-account"
 ADMIN_ENV = "JUPYTERHUB_ADMIN_USERS"
 MIN_PASSWORD = 10
 
-log = logging.getLogger("JupyterHub").getChild("jupyterhub_ext.accounts")
-
 
 class AccountsMissing(SystemExit):
     """The hub refuses to start; exits with status 1 (the message is in the log)."""

@@ -75,7 +75,7 @@ from .volumes import (
 )
 
 # a child of the hub's own logger, so lines show up formatted in the hub log
-log = logging.getLogger("JupyterHub").getChild("jupyterhub_ext.rename")
+log = logging.getLogger("jupyterhub_ext.rename")
 
 # Test-only fault injection: a file listing checkpoints (one a line) at which
 # the hub kills itself or holds the copy, so crash recovery can be tested
@@ -204,13 +204,6 @@ def _spawners(user: Any) -> list[Any]:
     if not user.orm_spawners:
         return [user.spawner]  # creates the default server's record, as the home page does
     return [user.spawners[name] for name in sorted(user.orm_spawners)]
-
-
-def docker_api(user: Any) -> docker.APIClient:
-    for sp in _spawners(user) if user is not None else []:
-        if _is_ext_spawner(sp):
-            return sp.client
-    return dockerpool.client()
 
 
 async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "") -> Plan:

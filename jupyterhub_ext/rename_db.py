@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from tornado import web
 
 # a child of the hub's own logger, so lines show up formatted in the hub log
-log = logging.getLogger("JupyterHub").getChild("jupyterhub_ext.rename")
+log = logging.getLogger("jupyterhub_ext.rename")
 
 # session.info key: {user_id: job_key} for renames our engine commits itself
 OWN_RENAME = "jupyterhub_ext.own_rename"

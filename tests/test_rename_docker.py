@@ -157,7 +157,8 @@ def test_rename_carries_login_and_every_file(make_hub, docker_client, lab_image)
     hub.stop_server("alicia")
 
     log = hub.log_text()
-    assert 'AUDIT actor="test-admin" action="rename-user" target="alice" result="ok"' in log
+    # a service acts under its kind, as in every other audit line
+    assert 'AUDIT actor="service:test-admin" action="rename-user" target="alice" result="ok"' in log
     assert '"new_name"' not in log or 'new_name="alicia"' in log
 
 

@@ -29,6 +29,7 @@ from ..broadcast import (
 )
 from ..history import HistoryStore
 from ..scopes import BROADCAST, BROADCAST_GROUP
+from ._common import actor_name
 
 _SETTINGS_KEY = "jupyterhub_ext_notifications"
 FORBIDDEN = (
@@ -45,11 +46,6 @@ def _state(handler: web.RequestHandler) -> tuple[NotificationsConfig, HistorySto
         state = (cfg, HistoryStore(cfg.history_path, cfg.history_size))
         handler.settings[_SETTINGS_KEY] = state
     return state
-
-
-def _actor(who: Any) -> str:
-    kind = getattr(who, "kind", "user")
-    return who.name if kind == "user" else f"{kind}:{who.name}"
 
 
 class _NotificationsMixin:
@@ -147,7 +143,7 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
             raise web.HTTPError(400, str(e)) from None
 
         targets, refused = self.resolve(req)
-        actor = _actor(self.current_user)
+        actor = actor_name(self)
         deliveries = await self.deliver(cfg, req, targets, actor) if targets else []
 
         # servers we tried, in server order, then chosen ones we could not try

@@ -29,6 +29,7 @@ from .. import rename
 from ..audit import audit
 from ..locks import user_lock
 from ..rename_db import COMMITTED, DONE, RenameJob, ensure_schema, latest_job
+from ._common import actor_name
 
 
 class RenameAPIHandler(APIHandler):
@@ -45,7 +46,7 @@ class RenameAPIHandler(APIHandler):
         self.write(json.dumps(rename.job_model(job)))
 
     def _refuse(self, status: int, message: str, target: str, **details: Any) -> None:
-        audit(self.current_user.name, "rename-user", target, "refused", status=status, **details)
+        audit(actor_name(self), "rename-user", target, "refused", status=status, **details)
         raise web.HTTPError(status, message)
 
     def _new_name_from_body(self) -> Any:
@@ -126,7 +127,7 @@ class RenameAPIHandler(APIHandler):
                 new_name=target,
             )
         # no await since check_new_name: the name is ours before anyone else's check
-        job = rename.reserve(self.db, user, target, self.current_user.name)
+        job = rename.reserve(self.db, user, target, actor_name(self))
         try:
             plan = await rename.plan_moves(user, user.name, target, job.key)
         except BaseException:
@@ -142,7 +143,7 @@ class RenameAPIHandler(APIHandler):
             )
         job = await rename.start_rename(self.db, user, job, plan)
         audit(
-            self.current_user.name,
+            actor_name(self),
             "rename-user",
             job.old_name,
             "started",
@@ -163,12 +164,12 @@ class RenameAPIHandler(APIHandler):
             self._refuse(403, "Only admins can cancel renames of admins.", user.name)
         try:
             job = await rename.cancel(
-                self.db, user, self.current_user.name, self.get_argument("id", None)
+                self.db, user, actor_name(self), self.get_argument("id", None)
             )
         except rename.RenameError as e:
-            audit(self.current_user.name, "cancel-rename", user.name, "refused", status=e.status)
+            audit(actor_name(self), "cancel-rename", user.name, "refused", status=e.status)
             raise web.HTTPError(e.status, e.message) from None
-        audit(self.current_user.name, "cancel-rename", user.name, job.state, job=job.key)
+        audit(actor_name(self), "cancel-rename", user.name, job.state, job=job.key)
         self.write(json.dumps(rename.job_model(job)))
 
     @needs_scope("admin:users")
