@@ -29,7 +29,7 @@ from ..broadcast import (
 )
 from ..history import HistoryStore
 from ..scopes import BROADCAST, BROADCAST_GROUP
-from ._common import actor_name
+from ._common import actor_name, needs_custom_scope
 
 _SETTINGS_KEY = "jupyterhub_ext_notifications"
 FORBIDDEN = (
@@ -48,13 +48,10 @@ def _state(handler: web.RequestHandler) -> tuple[NotificationsConfig, HistorySto
     return state
 
 
-class _NotificationsMixin:
-    def require_broadcast(self) -> None:
-        if self.current_user is None:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
-        if not self.has_scope(BROADCAST):
-            raise web.HTTPError(403, FORBIDDEN)
+needs_broadcast = needs_custom_scope(BROADCAST, message=FORBIDDEN)
 
+
+class _NotificationsMixin:
     def running_servers(self) -> list[tuple[Any, Any]]:
         """(user, spawner) of every server that is up and not starting or stopping."""
         found = []
@@ -71,9 +68,8 @@ class NotificationsPageHandler(_NotificationsMixin, BaseHandler):
     """GET /hub/notifications: compose, send, see results and history."""
 
     @web.authenticated
+    @needs_broadcast
     async def get(self) -> None:
-        if not self.has_scope(BROADCAST):
-            raise web.HTTPError(403, FORBIDDEN)
         cfg, _ = _state(self)
         html = await self.render_template(
             "notifications.html",
@@ -90,8 +86,8 @@ class NotificationsPageHandler(_NotificationsMixin, BaseHandler):
 class ActiveServersHandler(_NotificationsMixin, APIHandler):
     """GET /hub/api/notifications/active-servers"""
 
+    @needs_broadcast
     async def get(self) -> None:
-        self.require_broadcast()
         servers = [
             {
                 "username": user.name,
@@ -111,8 +107,8 @@ class ActiveServersHandler(_NotificationsMixin, APIHandler):
 class HistoryHandler(_NotificationsMixin, APIHandler):
     """GET /hub/api/notifications/history[?limit=N]: newest first."""
 
+    @needs_broadcast
     async def get(self) -> None:
-        self.require_broadcast()
         cfg, store = _state(self)
         raw = self.get_argument("limit", None)
         limit = None
@@ -130,8 +126,8 @@ class HistoryHandler(_NotificationsMixin, APIHandler):
 class BroadcastHandler(_NotificationsMixin, APIHandler):
     """POST /hub/api/notifications/broadcast"""
 
+    @needs_broadcast
     async def post(self) -> None:
-        self.require_broadcast()
         cfg, store = _state(self)
         try:
             req = parse_broadcast(

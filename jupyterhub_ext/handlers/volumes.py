@@ -8,7 +8,8 @@ server's set; differs from the default one only where names use
 Authorization: the custom scope ``custom:jupyterhub-ext:manage-volumes``
 filtered to the user (every user has it on themself, the
 ``jupyterhub-ext-admin`` role on everyone). Custom scopes are defined when the
-hub starts, after this module is imported, so it is checked at run time.
+hub starts, after this module is imported, so ``needs_custom_scope`` checks it
+per request, with the answers of JupyterHub's ``needs_scope``.
 
 A reset takes the user's lock (the one ``ExtDockerSpawner.start`` holds while
 it creates volumes and the container) and, under it, checks that no server of
@@ -27,8 +28,8 @@ from tornado import web
 from .. import ownership, volume_ops
 from ..audit import audit
 from ..locks import user_lock
-from ..scopes import MANAGE_VOLUMES, user_scope
-from ._common import actor_name, find_server, target_label
+from ..scopes import MANAGE_VOLUMES
+from ._common import actor_name, find_server, needs_custom_scope, target_label
 from .restart import restart_in_progress
 
 ACTION = "reset-volumes"
@@ -50,26 +51,10 @@ def busy_servers(user: Any, volume_names: set[str]) -> list[str]:
 class ManageVolumesAPIHandler(APIHandler):
     """GET: the volume set with existence and size; DELETE: reset chosen volumes."""
 
-    def _authorize(self, user_name: str, server_name: str) -> None:
-        """The same answers as JupyterHub's ``needs_scope`` for a user-filtered scope."""
-        if self.current_user is None:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
-        if self.has_scope(user_scope(MANAGE_VOLUMES, user_name)):
-            return
+    def audit_refusal(self, reason: str, user_name: str, server_name: str = "") -> None:
         action = ACTION if self.request.method == "DELETE" else "list-volumes"
-        audit(
-            actor_name(self),
-            action,
-            target_label(user_name, server_name),
-            "refused",
-            reason=f"no {MANAGE_VOLUMES} scope on this user",
-        )
-        if MANAGE_VOLUMES in getattr(self, "parsed_scopes", {}):
-            # the caller has it on someone else: do not reveal whether the user exists
-            raise web.HTTPError(404, "No access to resources or resources not found")
-        raise web.HTTPError(
-            403, f"Action is not authorized with current scopes; requires [{MANAGE_VOLUMES}]"
-        )
+        target = target_label(user_name, server_name)
+        audit(actor_name(self), action, target, "refused", reason=f"{reason} on this user")
 
     def _spawner_volumes(self, spawner: Any) -> tuple[list, dict[str, str]]:
         if not hasattr(spawner, "volume_specs"):
@@ -78,8 +63,8 @@ class ManageVolumesAPIHandler(APIHandler):
             )
         return spawner.volume_specs, spawner.volume_names()
 
+    @needs_custom_scope(MANAGE_VOLUMES, per_user=True)
     async def get(self, user_name: str, server_name: str = "") -> None:
-        self._authorize(user_name, server_name)
         user, spawner = find_server(self, user_name, server_name)
         specs, names = self._spawner_volumes(spawner)
         volumes = await volume_ops.list_volumes(
@@ -102,8 +87,8 @@ class ManageVolumesAPIHandler(APIHandler):
             )
         )
 
+    @needs_custom_scope(MANAGE_VOLUMES, per_user=True)
     async def delete(self, user_name: str, server_name: str = "") -> None:
-        self._authorize(user_name, server_name)
         user, spawner = find_server(self, user_name, server_name)
         actor, target = actor_name(self), target_label(user.name, server_name)
         specs, names = self._spawner_volumes(spawner)
