@@ -186,7 +186,7 @@ def test_boundary_racing_renames_and_signup_under_reserved_name(
     r = hub.api("DELETE", f"/users/{winner}/rename")
     assert r.status_code == 200, r.text
     done = r.json()
-    assert done["state"] == "rolled_back" and "cancelled by test-admin" in done["error"]
+    assert done["state"] == "rolled_back" and "cancelled by service:test-admin" in done["error"]
     assert hub.api("DELETE", f"/users/{winner}/rename").status_code == 404
     assert not docker_client.containers.list(
         all=True, filters={"label": f"jupyterhub-ext.rename-job={job['id']}"}

@@ -68,49 +68,81 @@ class RenameAPIHandler(APIHandler):
             self._refuse(400, 'Give the new name as {"new_name": "..."}.', user_name)
         target = self.authenticator.normalize_username(raw)
         user = self.find_user(user_name)
-
         if user is None:
-            # re-issued after a crash past the commit point: the user already
-            # has the new name; finish the job
-            job = latest_job(self.db, user_name)
-            if job is not None and (job.old_name, job.new_name) == (user_name, target):
-                if job.state == DONE:
-                    # already finished (e.g. by hub start): the same answer again
-                    return self.write(json.dumps(rename.job_model(job)))
-                user = self.find_user(target)
-                if job.state == COMMITTED and user is not None:
-                    rename.resume(self.db, user, job)
-                    return self._accepted(job)
-            self._refuse(404, f"No user named {user_name}.", user_name)
-
-        if user.admin and not self.current_user.admin:
-            # JupyterHub's own rule for PATCH /users/{name}
-            self._refuse(403, "Only admins can rename other admins.", user.name)
-
-        pending = rename.jobs_of(self.db, user)
-        if pending:
-            job = pending[-1]
-            if job.new_name == target and (rename.running(job.key) or job.state == COMMITTED):
-                # the same rename again: resume it (or report the one in progress)
-                rename.resume(self.db, user, job)
-                return self._accepted(job)
-            if any(rename.running(j.key) for j in pending):
-                self._refuse(
-                    409,
-                    f"A rename of {user.name} to {job.new_name} is in progress (job {job.key}).",
-                    user.name,
-                )
-            # interrupted renames of this user: settle them before a new one
-            try:
-                async with user_lock(user.id):
-                    await rename.settle_locked(self.db, user)
-            except rename.RenameError as e:
-                self._refuse(409, e.message, user.name)
-
+            return self._finish_committed(user_name, target)
+        self.check_admin_rule(user)
+        again = await self._same_rename_again(user, target)
+        if again is not None:
+            return self._accepted(again)
         try:
             target = rename.check_new_name(self.db, self.authenticator, user, raw)
         except rename.RenameError as e:
             self._refuse(e.status, e.message, user.name, new_name=target)
+        self.check_nothing_running(user, target)
+        # no await since check_new_name: the name is ours before anyone else's check
+        job = rename.reserve(self.db, user, target, actor_name(self))
+        plan = await self._plan(user, target, job)
+        job = await rename.start_rename(self.db, user, job, plan)
+        audit(
+            actor_name(self),
+            "rename-user",
+            job.old_name,
+            "started",
+            new_name=target,
+            job=job.key,
+            volumes=[m["old"] for m in plan.moves],
+        )
+        self._accepted(job)
+
+    def _finish_committed(self, user_name: str, target: str) -> None:
+        """No such user: maybe a rename re-issued after a crash past its commit point.
+
+        The user already has the new name then; finish that job (or answer it
+        again when done), else 404.
+        """
+        job = latest_job(self.db, user_name)
+        if job is not None and (job.old_name, job.new_name) == (user_name, target):
+            if job.state == DONE:
+                # already finished (e.g. by hub start): the same answer again
+                return self.write(json.dumps(rename.job_model(job)))
+            user = self.find_user(target)
+            if job.state == COMMITTED and user is not None:
+                rename.resume(self.db, user, job)
+                return self._accepted(job)
+        self._refuse(404, f"No user named {user_name}.", user_name)
+
+    def check_admin_rule(self, user: Any) -> None:
+        # JupyterHub's own rule for PATCH /users/{name}
+        if user.admin and not self.current_user.admin:
+            self._refuse(403, "Only admins can rename other admins.", user.name)
+
+    async def _same_rename_again(self, user: Any, target: str) -> RenameJob | None:
+        """The job to resume if this is the rename already under way; settles older ones.
+
+        Another rename of this user in progress is a 409; interrupted renames
+        are settled (rolled back or finished) before a new one starts.
+        """
+        pending = rename.jobs_of(self.db, user)
+        if not pending:
+            return None
+        job = pending[-1]
+        if job.new_name == target and (rename.running(job.key) or job.state == COMMITTED):
+            rename.resume(self.db, user, job)
+            return job
+        if any(rename.running(j.key) for j in pending):
+            self._refuse(
+                409,
+                f"A rename of {user.name} to {job.new_name} is in progress (job {job.key}).",
+                user.name,
+            )
+        try:
+            async with user_lock(user.id):
+                await rename.settle_locked(self.db, user)
+        except rename.RenameError as e:
+            self._refuse(409, e.message, user.name)
+        return None
+
+    def check_nothing_running(self, user: Any, target: str) -> None:
         busy = rename.active_servers(user)
         if busy:
             self._refuse(
@@ -126,8 +158,9 @@ class RenameAPIHandler(APIHandler):
                 user.name,
                 new_name=target,
             )
-        # no await since check_new_name: the name is ours before anyone else's check
-        job = rename.reserve(self.db, user, target, actor_name(self))
+
+    async def _plan(self, user: Any, target: str, job: RenameJob) -> rename.Plan:
+        """The volumes to move; the reserved name is released if there is nothing to do."""
         try:
             plan = await rename.plan_moves(user, user.name, target, job.key)
         except BaseException:
@@ -141,17 +174,7 @@ class RenameAPIHandler(APIHandler):
                 user.name,
                 new_name=target,
             )
-        job = await rename.start_rename(self.db, user, job, plan)
-        audit(
-            actor_name(self),
-            "rename-user",
-            job.old_name,
-            "started",
-            new_name=target,
-            job=job.key,
-            volumes=[m["old"] for m in plan.moves],
-        )
-        self._accepted(job)
+        return plan
 
     @needs_scope("admin:users")
     async def delete(self, user_name: str) -> None:

@@ -59,9 +59,30 @@ class RestartServerAPIHandler(APIHandler):
     @needs_scope("servers")
     async def post(self, user_name: str, server_name: str = "") -> None:
         user, spawner = find_server(self, user_name, server_name)
-        label = f"Server {target_label(user.name, server_name)}"
+        self.check_can_restart(user, spawner, server_name)
         key = (user.id, server_name)
-        if key in _restarting:
+        tic = time.perf_counter()
+        _restarting.add(key)
+        try:
+            await self._stop(user, spawner, server_name)
+            await self._spawn_again(user, server_name)
+        finally:
+            _restarting.discard(key)
+        spawner = user.spawners[server_name]
+        pending = self._audit_outcome(user, spawner, server_name, tic)
+        self.set_status(202 if pending else 200)
+        self.write(
+            json.dumps(
+                {
+                    "status": "pending" if pending else "ready",
+                    "server": self.server_model(spawner, user=user),
+                }
+            )
+        )
+
+    def check_can_restart(self, user: Any, spawner: Any, server_name: str) -> None:
+        label = f"Server {target_label(user.name, server_name)}"
+        if (user.id, server_name) in _restarting:
             self._refuse(409, f"{label} is already restarting.", user.name, server_name)
         if spawner.pending:
             self._refuse(
@@ -73,43 +94,43 @@ class RestartServerAPIHandler(APIHandler):
         if not spawner.ready:
             self._refuse(400, f"{label} is not running; start it instead.", user.name, server_name)
 
-        actor = actor_name(self)
-        target = target_label(user.name, server_name)
-        tic = time.perf_counter()
-        _restarting.add(key)
+    async def _stop(self, user: Any, spawner: Any, server_name: str) -> None:
+        actor, target = actor_name(self), target_label(user.name, server_name)
+        label = f"Server {target}"
         try:
-            try:
-                stop_future = await self.stop_single_user(user, server_name)
-                # stop_single_user returns early for slow stops; wait for all of it
-                await stop_future
-            except Exception as e:
-                audit(actor, ACTION, target, "failed", stage="stop", error=str(e))
-                raise web.HTTPError(500, f"{label} could not be stopped: {e}") from e
-            if spawner.active:
-                audit(actor, ACTION, target, "failed", stage="stop", error="still active")
-                raise web.HTTPError(500, f"{label} did not stop; try again or ask an admin.")
-            try:
-                # options=None: the hub reuses the options of the previous start
-                await self.spawn_single_user(user, server_name, options=None)
-            except RuntimeError as e:
-                # someone started it in the moment between our stop and our spawn
-                audit(actor, ACTION, target, "refused", stage="start", error=str(e))
-                raise web.HTTPError(409, f"{label} was stopped; {e}") from e
-            except web.HTTPError as e:
-                audit(actor, ACTION, target, "failed", stage="start", error=e.log_message)
-                raise
-            except Exception as e:
-                audit(actor, ACTION, target, "failed", stage="start", error=str(e))
-                raise web.HTTPError(
-                    500, f"{label} was stopped but could not start again: {e}"
-                ) from e
-        finally:
-            _restarting.discard(key)
+            stop_future = await self.stop_single_user(user, server_name)
+            # stop_single_user returns early for slow stops; wait for all of it
+            await stop_future
+        except Exception as e:
+            audit(actor, ACTION, target, "failed", stage="stop", error=str(e))
+            raise web.HTTPError(500, f"{label} could not be stopped: {e}") from e
+        if spawner.active:
+            audit(actor, ACTION, target, "failed", stage="stop", error="still active")
+            raise web.HTTPError(500, f"{label} did not stop; try again or ask an admin.")
 
-        spawner = user.spawners[server_name]
+    async def _spawn_again(self, user: Any, server_name: str) -> None:
+        actor, target = actor_name(self), target_label(user.name, server_name)
+        label = f"Server {target}"
+        try:
+            # options=None: the hub reuses the options of the previous start
+            await self.spawn_single_user(user, server_name, options=None)
+        except RuntimeError as e:
+            # someone started it in the moment between our stop and our spawn
+            audit(actor, ACTION, target, "refused", stage="start", error=str(e))
+            raise web.HTTPError(409, f"{label} was stopped; {e}") from e
+        except web.HTTPError as e:
+            audit(actor, ACTION, target, "failed", stage="start", error=e.log_message)
+            raise
+        except Exception as e:
+            audit(actor, ACTION, target, "failed", stage="start", error=str(e))
+            raise web.HTTPError(500, f"{label} was stopped but could not start again: {e}") from e
+
+    def _audit_outcome(self, user: Any, spawner: Any, server_name: str, tic: float) -> bool:
+        """One audit line with the result; whether the new spawn is still pending."""
+        actor, target = actor_name(self), target_label(user.name, server_name)
         pending = spawner.pending == "spawn"
         if pending and spawner._spawn_future is not None:
-            # one audit line with the final result, when the spawn finishes
+            # the final result, when the spawn finishes
             def _done(f: Any) -> None:
                 err = None if f.cancelled() else f.exception()
                 audit(
@@ -125,16 +146,7 @@ class RestartServerAPIHandler(APIHandler):
         elif not spawner.ready:
             # the spawn failed fast; the hub keeps the reason on the spawner
             audit(actor, ACTION, target, "failed", stage="start")
-            raise web.HTTPError(500, f"{label} was stopped but did not start again.")
+            raise web.HTTPError(500, f"Server {target} was stopped but did not start again.")
         else:
             audit(actor, ACTION, target, "ok", seconds=round(time.perf_counter() - tic, 1))
-
-        self.set_status(202 if pending else 200)
-        self.write(
-            json.dumps(
-                {
-                    "status": "pending" if pending else "ready",
-                    "server": self.server_model(spawner, user=user),
-                }
-            )
-        )
+        return pending
