@@ -218,21 +218,50 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
         plan.note = "the spawner is not ExtDockerSpawner: no volumes are moved"
         return plan
     api = spawners[0].client
-    by_server = {sp.name: sp for sp in spawners}
+    ours = await _labelled_volumes(api, user, spawners, old_name)
+    moves, plan.left = plan_moves_pure(
+        _template_moves(spawners, old_name, new_name), ours, _resolver(spawners, new_name)
+    )
+    checks = {
+        "owner": ownership.Owner.of(user),
+        "unfinished_jobs": (
+            unfinished_job_keys(user.db) - {job_key} if getattr(user, "db", None) else set()
+        ),
+        "adopt_unlabelled": any(getattr(sp, "adopt_unlabelled_volumes", False) for sp in spawners),
+    }
+    for move in moves:
+        old = await volcopy.volume_or_none(api, move["old"])
+        if old is None:
+            continue  # never created: nothing to move
+        plan.conflicts += await _move_conflicts(api, move, old, job_key, checks)
+        move.update(state=PLANNED, bytes=None, driver=old.get("Driver") or "local")
+        move["labels"] = dict(old.get("Labels") or {})
+        # Driver options are NOT journalled: Docker reports them resolved
+        # (passwords of secret driver options included). The copy reads them
+        # from the source volume when it creates the target.
+        plan.moves.append(move)
+    await _plan_containers(api, user, spawners, old_name, new_name, plan)
+    return plan
 
-    template_moves = []
-    for sp in spawners:
-        for spec in sp.volume_specs:
-            if not spec.per_user:
-                continue
-            template_moves.append(
-                {
-                    "key": spec.key,
-                    "server": sp.name if "{servername}" in spec.name else "",
-                    "old": spec.render_name(namespace(sp, old_name)),
-                    "new": spec.render_name(namespace(sp, new_name)),
-                }
-            )
+
+def _template_moves(spawners: list[Any], old_name: str, new_name: str) -> list[dict[str, str]]:
+    """Old and new name of each per-user volume of the users' volume sets."""
+    return [
+        {
+            "key": spec.key,
+            "server": sp.name if "{servername}" in spec.name else "",
+            "old": spec.render_name(namespace(sp, old_name)),
+            "new": spec.render_name(namespace(sp, new_name)),
+        }
+        for sp in spawners
+        for spec in sp.volume_specs
+        if spec.per_user
+    ]
+
+
+def _resolver(spawners: list[Any], new_name: str) -> Any:
+    """(key, server, new volume name) for a labelled volume of ours, or None."""
+    by_server = {sp.name: sp for sp in spawners}
 
     def resolve(labels: dict[str, str]) -> tuple[str, str, str] | None:
         server = labels.get(LABEL_SERVER_NAME, "")
@@ -242,7 +271,13 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
             return None
         return spec.key, server, spec.render_name(namespace(sp, new_name, server))
 
-    # volumes of this hub only: their name starts like one of our templates
+    return resolve
+
+
+async def _labelled_volumes(
+    api: Any, user: Any, spawners: list[Any], old_name: str
+) -> list[dict[str, Any]]:
+    """Volumes labelled for this user, of this hub only (named like one of our templates)."""
     heads = {
         static_head(spec.name, namespace(sp, old_name))
         for sp in spawners
@@ -254,43 +289,33 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
         "volumes",
         filters={"label": [f"{LABEL_OWNER_ID}={user.id}", f"{LABEL_OWNER_NAME}={old_name}"]},
     )
-    ours = [v for v in found.get("Volumes") or [] if any(v["Name"].startswith(h) for h in heads)]
-    moves, plan.left = plan_moves_pure(template_moves, ours, resolve)
+    return [v for v in found.get("Volumes") or [] if any(v["Name"].startswith(h) for h in heads)]
 
-    owner = ownership.Owner.of(user)
-    busy_jobs = unfinished_job_keys(user.db) - {job_key} if getattr(user, "db", None) else set()
-    adopt = any(getattr(sp, "adopt_unlabelled_volumes", False) for sp in spawners)
-    for move in moves:
-        old = await volcopy.volume_or_none(api, move["old"])
-        if old is None:
-            continue  # never created: nothing to move
-        opts = old.get("Options") or {}
-        if "device" in opts:
-            plan.conflicts.append(
-                f"volume {move['old']} is bound to external storage; "
-                "copying it would not move the data. Move it by hand."
-            )
-        # only this user's own volumes are moved (one rule: ownership.py)
-        why = ownership.volume_refusal(
-            move["old"],
-            old.get("Labels"),
-            owner=owner,
-            scope="user",
-            unfinished_jobs=busy_jobs,
-            adopt_unlabelled=adopt,
+
+async def _move_conflicts(
+    api: Any, move: dict[str, Any], old: dict[str, Any], job_key: str, checks: dict[str, Any]
+) -> list[str]:
+    """Why this volume cannot move: external storage, not this user's, target taken."""
+    conflicts = []
+    if "device" in (old.get("Options") or {}):
+        conflicts.append(
+            f"volume {move['old']} is bound to external storage; "
+            "copying it would not move the data. Move it by hand."
         )
-        if why:
-            plan.conflicts.append(why)
-        new = await volcopy.volume_or_none(api, move["new"])
-        if new is not None and (new.get("Labels") or {}).get(volcopy.LABEL_JOB) != job_key:
-            plan.conflicts.append(f"a volume named {move['new']} already exists")
-        move.update(state=PLANNED, bytes=None, driver=old.get("Driver") or "local")
-        move["labels"] = dict(old.get("Labels") or {})
-        # Driver options are NOT journalled: Docker reports them resolved
-        # (passwords of secret driver options included). The copy reads them
-        # from the source volume when it creates the target.
-        plan.moves.append(move)
+    # only this user's own volumes are moved (one rule: ownership.py)
+    why = ownership.volume_refusal(move["old"], old.get("Labels"), scope="user", **checks)
+    if why:
+        conflicts.append(why)
+    new = await volcopy.volume_or_none(api, move["new"])
+    if new is not None and (new.get("Labels") or {}).get(volcopy.LABEL_JOB) != job_key:
+        conflicts.append(f"a volume named {move['new']} already exists")
+    return conflicts
 
+
+async def _plan_containers(
+    api: Any, user: Any, spawners: list[Any], old_name: str, new_name: str, plan: Plan
+) -> None:
+    """The user's stopped containers (renamed with them); running ones and taken names conflict."""
     names = {container_name(sp, old_name) for sp in spawners}
     for name in sorted(names):
         if await volcopy.container_or_none(api, name) is not None:
@@ -314,7 +339,6 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
         new_container = container_name(sp, new_name)
         if await volcopy.container_or_none(api, new_container) is not None:
             plan.conflicts.append(f"a container named {new_container} already exists")
-    return plan
 
 
 # -- checks the API makes before it starts ------------------------------------------
