@@ -227,7 +227,7 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
         "unfinished_jobs": (
             unfinished_job_keys(user.db) - {job_key} if getattr(user, "db", None) else set()
         ),
-        "adopt_unlabelled": any(getattr(sp, "adopt_unlabelled_volumes", False) for sp in spawners),
+        "adopt_unlabelled": any(getattr(sp, "adopt_unlabelled", False) for sp in spawners),
     }
     for move in moves:
         old = await volcopy.volume_or_none(api, move["old"])

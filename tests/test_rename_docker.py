@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import docker
 import pytest
 
@@ -490,3 +492,38 @@ def test_rename_moves_named_server_volumes(make_hub, docker_client, lab_image):
     hub.spawn("nadia", "lab")
     code, out = run_in(hub.container("nadia", "lab"), "cat /srv/scratch/s.txt ~/h.txt")
     assert (code, out.split()) == (0, ["named", "home"])
+
+
+def test_rename_carries_adopted_unlabelled_volumes(make_hub, docker_client, lab_image):
+    """Switched from DockerSpawner with adopt_unlabelled: its volumes rename like ours.
+
+    They carry no owner labels (Docker cannot add labels later), so the rename
+    must honour the same setting the spawn does; it used to read a setting
+    name that does not exist and refused them as "without owner labels".
+    """
+    hub = native_hub(make_hub, extra="c.ExtDockerSpawner.adopt_unlabelled = True\n")
+    p = hub.prefix
+    old = f"{p}-carol-home"
+    docker_client.volumes.create(old)  # as plain DockerSpawner made it: no labels
+    docker_client.containers.run(
+        lab_image,
+        entrypoint=["/bin/sh", "-c"],
+        command=["echo from-dockerspawner > /v/kept.txt && chown -R 1000:100 /v"],
+        user="0:0",
+        network_mode="none",
+        volumes={old: {"bind": "/v"}},
+        remove=True,
+    )
+    signup(hub, "carol", PASSWORD)
+    assert can_login(hub, "carol", PASSWORD)
+    hub.spawn("carol")  # adopted at spawn
+    hub.stop_server("carol")
+
+    r = hub.api("PATCH", "/users/carol/rename", json={"new_name": "carla"})
+    assert r.status_code == 202, r.text
+    job, _ = wait_job(hub, "carla", r.json()["id"])
+    assert job["state"] == "done", job
+    assert old not in volume_names(p)
+    manifest = volume_manifest(lab_image, f"{p}-carla-home")
+    assert "kept.txt" in json.dumps(manifest)
+    assert can_login(hub, "carla", PASSWORD)
