@@ -90,6 +90,15 @@ c.ExtDockerSpawner.volume_set = {
 #         "username=lab,password=${env:NAS_PASSWORD}",
 #     },
 # }
+# A plain local shared volume is made writable for the image's user when it is
+# created: owner 1000, group 100, mode 2775 unless "owner"/"group"/"mode" say
+# otherwise (network shares: set ownership on the file server instead).
+# c.ExtDockerSpawner.volume_set["team"] = {
+#     "name": "jupyterhub-team",
+#     "mount": "/srv/team",
+#     "scope": "shared",
+#     "mode": "2770",  # members of group 100 only
+# }
 # One read-only tree from several host directories; for a path present in
 # several, the copy in the first directory listed wins. Missing directories
 # stop the hub at start.

@@ -158,6 +158,14 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
           path wins). Makes an ``archive``: read-only, never resettable;
           ``name`` defaults to ``jupyterhub-archive-<key>`` (a digest of the
           list is appended). Missing directories stop the hub at start.
+        - ``owner`` / ``group`` / ``mode``: set on the volume's root by a short
+          helper container right after the volume is created (plain local
+          volumes only; a network share's ownership is the file server's).
+          Owner and group are numeric ids or names known in the image; mode
+          an octal string (``"2775"``) or number (``0o2775``). A ``shared``
+          local volume defaults to ``1000``, ``100``, ``2775`` (the image's
+          user and group, group-writable with setgid) so every user can write
+          to it; Docker alone would make it ``root:root 755``.
 
         Volumes are created when missing, labelled with the owner's hub user
         id and name, the key and the description. An invalid set (two volumes

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import docker
 from traitlets import Bool, HasTraits
 
-from . import archive, dockerpool, ownership, rename_db, secretopts
+from . import archive, dockerpool, ownership, rename_db, secretopts, volperms
 from .audit import audit
 from .locks import user_lock
 from .volumes import (
@@ -199,6 +199,46 @@ class StorageMixin(HasTraits):
         if why:
             self._refuse_volume(why, name)
         self.log.info("Created volume %s (%s) for %s", name, spec.key, self._log_name)
+        perms = spec.permissions()
+        if perms is not None:
+            await self._set_volume_permissions(spec, name, *perms)
+
+    async def _set_volume_permissions(
+        self: ExtDockerSpawner, spec: VolumeSpec, name: str, owner: str, group: str, mode: int
+    ) -> None:
+        """Owner/group/mode of a volume just created (volperms.py), or remove it and fail.
+
+        Only at creation: a volume whose ownership could not be set is removed
+        (it is new and empty), so the next start tries again.
+        """
+        try:
+            try:
+                await self.docker("inspect_image", self.image)
+            except docker.errors.ImageNotFound:
+                await self.pull_image(self.image)  # the helper runs the single-user image
+            await volperms.apply(
+                await self.docker_client(),
+                name,
+                image=self.image,
+                owner=owner,
+                group=group,
+                mode=mode,
+            )
+        except (volperms.PermissionsError, docker.errors.APIError) as e:
+            self.log.error("Volume %s (%s): %s", name, spec.key, e)
+            try:
+                await self.docker("remove_volume", name)
+            except docker.errors.APIError:
+                pass  # in use by a server that raced us: it keeps the volume as it is
+            raise StorageError(f"Could not prepare volume {name} ({spec.key}): {e}") from None
+        self.log.info(
+            "Set volume %s (%s) to owner %s, group %s, mode %s",
+            name,
+            spec.key,
+            owner or "-",
+            group or "-",
+            oct(mode) if mode >= 0 else "-",
+        )
 
     async def _warn_if_options_differ(
         self: ExtDockerSpawner, spec: VolumeSpec, name: str, info: dict

@@ -44,7 +44,17 @@ _KNOWN_FIELDS = {
     "driver",
     "driver_opts",
     "union",
+    "owner",
+    "group",
+    "mode",
 }
+# Who owns a fresh plain local shared volume when the entry says nothing: the
+# single-user image's user and group (jovyan, users), group-writable with
+# setgid so files made in it keep the group. Docker would make it root:root 755.
+DEFAULT_SHARED_OWNER = "1000"
+DEFAULT_SHARED_GROUP = "100"
+DEFAULT_SHARED_MODE = 0o2775
+_ID_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})$")
 # A namespace with every field DockerSpawner offers, used to check templates.
 _SAMPLE_NS = {
     "username": "sample-2euser",
@@ -74,6 +84,35 @@ class VolumeSpec:
     driver_opts: Mapping[str, str] = field(default_factory=dict)
     # archive volumes: host directories, highest priority first
     union: tuple[str, ...] = ()
+    # applied by a helper container right after the volume is created
+    # (plain local volumes only; see ``permissions``)
+    owner: str = ""
+    group: str = ""
+    mode: int | None = None
+
+    @property
+    def plain_local(self) -> bool:
+        """A volume whose data lives in Docker's own storage (not a share or a bind)."""
+        return self.driver == "local" and not self.driver_opts
+
+    def permissions(self) -> tuple[str, str, int] | None:
+        """(owner, group, mode) to set on a freshly created volume, or None to leave it.
+
+        Plain local shared volumes get the image user's defaults; per-user
+        volumes only what the entry says (Docker already copies the image's
+        ownership when the mount path exists there).
+        """
+        if not self.plain_local:
+            return None
+        if self.scope == "shared":
+            return (
+                self.owner or DEFAULT_SHARED_OWNER,
+                self.group or DEFAULT_SHARED_GROUP,
+                DEFAULT_SHARED_MODE if self.mode is None else self.mode,
+            )
+        if self.scope == "user" and (self.owner or self.group or self.mode is not None):
+            return (self.owner, self.group, -1 if self.mode is None else self.mode)
+        return None
 
     @property
     def per_user(self) -> bool:
@@ -221,6 +260,7 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
                 secretopts.references(value)
             except secretopts.SecretError as e:
                 raise VolumeSetError(f"{where}: driver_opts[{opt!r}]: {e}") from None
+        owner, group, mode = _permission_fields(where, entry, scope, driver_opts)
         specs.append(
             VolumeSpec(
                 key=key,
@@ -233,9 +273,57 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
                 driver=str(entry.get("driver", "local")),
                 driver_opts=dict(driver_opts),
                 union=tuple(entry.get("union", ())),
+                owner=owner,
+                group=group,
+                mode=mode,
             )
         )
     return specs
+
+
+def parse_mode(value: Any) -> int:
+    """A permission mode from an int (``0o2775``) or an octal string (``"2775"``)."""
+    if isinstance(value, bool):
+        raise ValueError("a mode is a number")
+    if isinstance(value, int):
+        mode = value
+    elif isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value.strip()):
+        mode = int(value.strip().replace("o", ""), 8)
+    else:
+        raise ValueError(f"{value!r} is not an octal mode like '2775' or 0o2775")
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"mode {oct(mode)} is out of range (0 to 0o7777)")
+    return mode
+
+
+def _permission_fields(
+    where: str, entry: Mapping[str, Any], scope: str, driver_opts: Mapping[str, str]
+) -> tuple[str, str, int | None]:
+    given = [f for f in ("owner", "group", "mode") if f in entry]
+    if not given:
+        return "", "", None
+    if scope == "archive":
+        raise VolumeSetError(f"{where}: an archive is read-only; drop {given}")
+    if entry.get("driver", "local") != "local" or driver_opts:
+        raise VolumeSetError(
+            f"{where}: {given} apply only to plain local volumes. A network share's "
+            "ownership is the file server's (set it there, or with the mount options, "
+            "e.g. CIFS uid=1000,gid=100); a bind mount's is the host directory's"
+        )
+    ids = []
+    for f in ("owner", "group"):
+        v = entry.get(f, "")
+        v = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        if not isinstance(v, str) or (v and not _ID_RE.match(v)):
+            raise VolumeSetError(f"{where}: {f!r} must be a numeric id or a name, got {v!r}")
+        ids.append(v)
+    mode = None
+    if "mode" in entry:
+        try:
+            mode = parse_mode(entry["mode"])
+        except ValueError as e:
+            raise VolumeSetError(f"{where}: 'mode': {e}") from None
+    return ids[0], ids[1], mode
 
 
 def _archive_entry(where: str, key: str, entry: dict) -> dict:
