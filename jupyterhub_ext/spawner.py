@@ -38,6 +38,7 @@ from . import (
     dockerpool,
     gpu,
     grants,
+    metrics,
     netutil,
     objects,
     ownership,
@@ -78,6 +79,7 @@ class SpawnRefused(SpawnException):
 
     def __init__(self, message: str, *, reason: str, status_code: int = 400) -> None:
         super().__init__(message, reason=reason, status_code=status_code)
+        metrics.count_refused_spawn(reason)
         # what JupyterHub shows users (the spawn page, the progress API)
         self.jupyterhub_message = message
 

@@ -40,6 +40,9 @@ class NotOwnedError(StorageError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+        from . import metrics  # (metrics imports much of the package)
+
+        metrics.count_refused_spawn("not-owned")
         # what JupyterHub shows on the spawn page and in the API instead of "Unhandled error"
         self.jupyterhub_message = message
 

@@ -142,6 +142,7 @@ class ManageVolumesAPIHandler(APIHandler):
             target,
             "ok" if ok else "failed",
             volumes={r.key: r.status for r in results},
+            seconds=round(self.request.request_time(), 3),
             **({} if ok else {"errors": {r.key: r.message for r in results if not r.ok}}),
         )
         # a volume that is not this user's is a refusal (409), not a server fault
