@@ -8,8 +8,10 @@ refused spawn and a restart counted with its duration.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,6 +21,9 @@ from hubctl import HubError, free_port, run_in, wait_for
 pytestmark = pytest.mark.docker
 
 PROMETHEUS = shutil.which("prometheus")
+DASHBOARD = (
+    Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "jupyterhub-ext-usage.json"
+)
 
 
 @pytest.fixture
@@ -170,6 +175,19 @@ c.Spawner.apply_user_options = {"sock_group": "docker_sock_group"}
     )
     durations = query(prom, 'jupyterhub_ext_action_duration_seconds_count{action="restart"}')
     assert list(durations.values()) == [1.0]
+
+    # every query of the Grafana dashboard is valid PromQL and finds data
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        found = False
+        for target in panel["targets"]:
+            expr = target["expr"]
+            r = requests.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10)
+            assert r.status_code == 200 and r.json()["status"] == "success", (expr, r.text)
+            found = found or bool(r.json()["data"]["result"])
+        # (no GPUs here; percentiles need two samples of a rate window)
+        if panel["title"] not in ("GPU devices per server", "Action duration p95"):
+            assert found, f"no data for panel {panel['title']!r}"
 
     # a stopped server's series go away with it (bounded cardinality)
     hub.stop_server("bob")
