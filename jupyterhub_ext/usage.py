@@ -145,7 +145,12 @@ class Snapshot:
                 "host_memory_bytes": self.host_memory_bytes,
                 "cpu_percent": round(sum(s.cpu_percent or 0 for s in self.servers), 1),
                 "gpu_devices": sum(len(s.gpu_devices) for s in self.servers),
-                "volume_bytes": sum(sum(v.values()) for v in self.user_volumes.values()),
+                # volumes of the users listed above (the stopped ones have their own table)
+                "volume_bytes": sum(
+                    sum(v.values())
+                    for u, v in self.user_volumes.items()
+                    if u in {s.user for s in self.servers}
+                ),
             },
             "stopped_with_large_volumes": self.stopped_large(large_volume_bytes),
             "large_volume_bytes": large_volume_bytes,

@@ -94,6 +94,7 @@ def test_snapshot_totals_and_stopped_users_holding_disk():
     t = out["totals"]
     assert (t["servers"], t["memory_bytes"], t["memory_limit_bytes"]) == (2, 150, 1000)
     assert (t["gpu_devices"], t["cpu_percent"], t["host_memory_bytes"]) == (1, 6.5, 4000)
+    assert t["volume_bytes"] == 10  # running users only; carol is in the second table
     assert out["stopped_with_large_volumes"] == [
         {"user": "carol", "total_bytes": 1100, "volumes": {"home": 600, "cache": 500}}
     ]
