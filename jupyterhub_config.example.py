@@ -198,5 +198,18 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # one with DELETE /hub/api/users/{name}/rename or on the page.
 # c.ExtDockerSpawner.rename_timeout = 6 * 3600
 
+# --- Usage: servers page and Prometheus metrics (docs/features/usage.md) ----
+# /hub/servers and GET /hub/api/usage/servers show every running server's CPU,
+# memory, GPUs and volume sizes to admins and to members of the group
+# jupyterhub-ext-usage-readers (scope custom:jupyterhub-ext:read-usage).
+# jupyterhub_ext_* metrics appear on JupyterHub's /hub/metrics (read:metrics);
+# a Grafana dashboard is deploy/grafana/jupyterhub-ext-usage.json.
+# The numbers come from one periodic background scan, never per request:
+# c.UsageConfig.scan_interval = 15  # seconds between server scans
+# c.UsageConfig.volume_scan_interval = 300  # seconds between volume-size scans
+# c.UsageConfig.max_concurrent_calls = 4  # keep below docker_pool_size
+# c.UsageConfig.call_timeout = 10
+# c.UsageConfig.large_volume_bytes = 1024**3  # "stopped users holding disk"
+
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)
