@@ -210,6 +210,12 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # c.UsageConfig.max_concurrent_calls = 4  # keep below docker_pool_size
 # c.UsageConfig.call_timeout = 10
 # c.UsageConfig.large_volume_bytes = 1024**3  # "stopped users holding disk"
+# Volume quotas (docs/features/quotas.md): per volume-set entry, measured by
+# the same scan. Over a limit: a warning on the home page and once in JupyterLab;
+# "refuse" also refuses the next start over the hard limit (until a reset).
+# c.ExtDockerSpawner.volume_set["home"]["soft_limit"] = "8G"
+# c.ExtDockerSpawner.volume_set["home"]["hard_limit"] = "10G"
+# c.ExtDockerSpawner.volume_set["home"]["on_hard_limit"] = "refuse"  # or "warn"
 
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

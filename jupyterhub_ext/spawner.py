@@ -168,6 +168,12 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
           local volume defaults to ``1000``, ``100``, ``2775`` (the image's
           user and group, group-writable with setgid) so every user can write
           to it; Docker alone would make it ``root:root 755``.
+        - ``soft_limit`` / ``hard_limit``: per-user quota in bytes or a size
+          like ``"10G"`` / ``"500MiB"``, measured by the periodic usage scan
+          (``c.UsageConfig.volume_scan_interval``). Over a limit the user is
+          warned on the home page and once in JupyterLab; ``on_hard_limit``
+          ``"refuse"`` (default ``"warn"``) also refuses the next start over
+          the hard limit, with a message saying what to delete or reset.
 
         Volumes are created when missing, labelled with the owner's hub user
         id and name, the key and the description. An invalid set (two volumes

@@ -35,6 +35,17 @@ class StorageError(RuntimeError):
     """A storage problem shown to the user; its message never holds a secret."""
 
 
+class QuotaExceeded(StorageError):
+    """A start refused: a volume is over its hard limit with ``on_hard_limit = "refuse"``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        from . import metrics
+
+        metrics.count_refused_spawn("quota")
+        self.jupyterhub_message = message
+
+
 class NotOwnedError(StorageError):
     """A volume or container of this name exists but is not this user's (ownership.py)."""
 
@@ -163,6 +174,8 @@ class StorageMixin(HasTraits):
 
     async def ensure_volume(self: ExtDockerSpawner, spec: VolumeSpec, name: str) -> None:
         """Create one volume of the set if missing, resolving secret options only now."""
+        if spec.on_hard_limit == "refuse":
+            self._check_quota(spec)
         try:
             info = await self.docker("inspect_volume", name)
         except docker.errors.NotFound:
@@ -205,6 +218,26 @@ class StorageMixin(HasTraits):
         perms = spec.permissions()
         if perms is not None:
             await self._set_volume_permissions(spec, name, *perms)
+
+    def _check_quota(self: ExtDockerSpawner, spec: VolumeSpec) -> None:
+        """Refuse the start when the last scan measured this volume over its hard limit."""
+        from . import quota, usage
+
+        size = usage.volume_size(self.user.name, spec.key)
+        if not quota.refuses(spec, size):
+            return
+        text = quota.message(spec, size, quota.cleanup_hint(spec))
+        audit(
+            self._requester(),
+            "start",
+            self._log_name,
+            "refused",
+            reason="quota",
+            volume=spec.key,
+            size=size,
+            hard_limit=spec.hard_limit,
+        )
+        raise QuotaExceeded(text)
 
     async def _set_volume_permissions(
         self: ExtDockerSpawner, spec: VolumeSpec, name: str, owner: str, group: str, mode: int

@@ -31,7 +31,8 @@ from typing import Any
 from traitlets import Float, Int
 from traitlets.config import Configurable
 
-from . import dockerpool
+from . import dockerpool, quota, quota_notify
+from .audit import audit
 from .volumes import LABEL_KEY, LABEL_MANAGED, LABEL_OWNER_ID, LABEL_SCOPE
 
 log = logging.getLogger("jupyterhub_ext.usage")
@@ -237,13 +238,15 @@ def user_volume_bytes(
     alone does not prove whose it is (another hub, a deleted namesake).
     """
     out: dict[str, dict[str, int]] = {}
-    for user, uid, key, name in expected:
+    for user, uid, key, name in dict.fromkeys(expected):  # each volume once
         found = sizes.get(name)
         if found is None:
             continue
         size, labels = found
         if labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_OWNER_ID) == str(uid):
-            out.setdefault(user, {})[key] = size
+            # named servers' own copies of a key add up
+            by_key = out.setdefault(user, {})
+            by_key[key] = by_key.get(key, 0) + size
     return out
 
 
@@ -270,6 +273,8 @@ class Scanner:
         self._last_volume_scan = float("-inf")
         self.scans = 0
         self.volume_scans = 0
+        self.quota_specs: dict[str, dict[str, Any]] = {}
+        self.quota_states: dict[tuple[str, str], str] = {}
 
     # each Docker call: in the shared pool, bounded, with a deadline
     async def _call(self, fn: Any, *args: Any, deadline: float | None = None, **kwargs: Any) -> Any:
@@ -370,11 +375,15 @@ class Scanner:
         self.scans += 1
 
     def _expected_volumes(self) -> tuple[list[tuple[str, int, str, str]], dict[str, str]]:
-        """(user, id, key, name) for every hub user's per-user volumes; shared key -> name."""
+        """(user, id, key, name) for every hub user's per-user volumes; shared key -> name.
+
+        Also keeps each user's specs with quotas (``self.quota_specs``).
+        """
         from jupyterhub import orm
 
         expected: list[tuple[str, int, str, str]] = []
         shared: dict[str, str] = {}
+        quota_specs: dict[str, dict[str, Any]] = {}
         for orm_user in self.app.db.query(orm.User):
             user = self.app.users[orm_user]
             names = list(orm_user.orm_spawners) if orm_user.orm_spawners else [""]
@@ -386,8 +395,11 @@ class Scanner:
                 for spec in sp.volume_specs:
                     if spec.per_user:
                         expected.append((user.name, user.id, spec.key, rendered[spec.key]))
+                        if spec.soft_limit is not None or spec.hard_limit is not None:
+                            quota_specs.setdefault(user.name, {})[spec.key] = spec
                     elif spec.scope == "shared":
                         shared[spec.key] = rendered[spec.key]
+        self.quota_specs = quota_specs
         return expected, shared
 
     async def scan_volumes(self) -> None:
@@ -409,6 +421,33 @@ class Scanner:
             row.volumes = dict(snap.user_volumes.get(row.user, {}))
         snap.volumes_scanned_at = time.time()
         self.volume_scans += 1
+        await self._quota_notifications()
+
+    async def _quota_notifications(self) -> None:
+        """Tell users in JupyterLab, once, when a volume crosses its soft or hard limit."""
+        states = {}
+        for user, specs in self.quota_specs.items():
+            sizes = self.snapshot.user_volumes.get(user, {})
+            for key, spec in specs.items():
+                states[(user, key)] = quota.state(spec, sizes.get(key))
+        crossed = quota.crossings(self.quota_states, states)
+        self.quota_states = states
+        for user, key, _state in crossed:
+            spec = self.quota_specs[user][key]
+            size = self.snapshot.user_volumes[user][key]
+            text = quota.message(spec, size, quota.cleanup_hint(spec))
+            audit("jupyterhub", "volume-quota", user, _state, volume=key, size=size)
+            try:
+                await quota_notify.to_user(self.app, user, text)
+            except Exception as e:  # the home page still shows it
+                log.warning("quota notification to %s failed: %s", user, e)
+
+    def forget(self, user: str, keys: Iterable[str]) -> None:
+        """Sizes of volumes that were just reset (removed): unknown until the next scan."""
+        by_key = self.snapshot.user_volumes.get(user, {})
+        for key in keys:
+            by_key.pop(key, None)
+            self.quota_states.pop((user, key), None)
 
     async def _volumes_in_background(self) -> None:
         try:
@@ -436,6 +475,17 @@ _task: asyncio.Task | None = None
 
 def scanner() -> Scanner | None:
     return _scanner
+
+
+def forget(user: str, keys: Iterable[str]) -> None:
+    """Drop the sizes of ``user``'s volumes ``keys`` (after a reset)."""
+    if _scanner is not None:
+        _scanner.forget(user, keys)
+
+
+def volume_size(user: str, key: str) -> int | None:
+    """The last measured size of a user's volume (None: not measured)."""
+    return snapshot().user_volumes.get(user, {}).get(key)
 
 
 def snapshot() -> Snapshot:

@@ -47,6 +47,9 @@ _KNOWN_FIELDS = {
     "owner",
     "group",
     "mode",
+    "soft_limit",
+    "hard_limit",
+    "on_hard_limit",
 }
 # Who owns a fresh plain local shared volume when the entry says nothing: the
 # single-user image's user and group (jovyan, users), group-writable with
@@ -89,6 +92,10 @@ class VolumeSpec:
     owner: str = ""
     group: str = ""
     mode: int | None = None
+    # quotas (bytes; None: none), measured by the periodic usage scan (quota.py)
+    soft_limit: int | None = None
+    hard_limit: int | None = None
+    on_hard_limit: str = "warn"  # or "refuse": the next start is refused
 
     @property
     def plain_local(self) -> bool:
@@ -261,6 +268,7 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
             except secretopts.SecretError as e:
                 raise VolumeSetError(f"{where}: driver_opts[{opt!r}]: {e}") from None
         owner, group, mode = _permission_fields(where, entry, scope, driver_opts)
+        soft, hard, on_hard = _quota_fields(where, entry, scope)
         specs.append(
             VolumeSpec(
                 key=key,
@@ -276,6 +284,9 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
                 owner=owner,
                 group=group,
                 mode=mode,
+                soft_limit=soft,
+                hard_limit=hard,
+                on_hard_limit=on_hard,
             )
         )
     return specs
@@ -324,6 +335,56 @@ def _permission_fields(
         except ValueError as e:
             raise VolumeSetError(f"{where}: 'mode': {e}") from None
     return ids[0], ids[1], mode
+
+
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an int or a human size: ``"500M"``, ``"10 GiB"``, ``"1.5G"``, ``"2TB"``.
+
+    ``k``/``M``/``G``/``T``/``P`` are powers of 1000, with ``i`` (``GiB``)
+    powers of 1024.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a text like '10G'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    m = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"{value!r} is not a size like 500M, 10GiB or 2000000000")
+    number, prefix, binary = m.groups()
+    power = "kmgtp".find(prefix.lower()) + 1 if prefix else 0
+    base = 1024 if binary else 1000
+    return int(float(number) * base**power)
+
+
+def _quota_fields(where: str, entry: Mapping[str, Any], scope: str) -> tuple:
+    given = [f for f in ("soft_limit", "hard_limit", "on_hard_limit") if f in entry]
+    if not given:
+        return None, None, "warn"
+    if scope != "user":
+        raise VolumeSetError(f"{where}: quotas are per user; drop {given} from a {scope} volume")
+    sizes = []
+    for f in ("soft_limit", "hard_limit"):
+        if entry.get(f) is None:
+            sizes.append(None)
+            continue
+        try:
+            sizes.append(parse_size(entry[f]))
+        except ValueError as e:
+            raise VolumeSetError(f"{where}: {f!r}: {e}") from None
+    soft, hard = sizes
+    if soft is not None and hard is not None and soft > hard:
+        raise VolumeSetError(f"{where}: soft_limit ({soft} B) is above hard_limit ({hard} B)")
+    on_hard = entry.get("on_hard_limit", "warn")
+    if on_hard not in ("warn", "refuse"):
+        raise VolumeSetError(f"{where}: on_hard_limit must be 'warn' or 'refuse', got {on_hard!r}")
+    if on_hard == "refuse" and hard is None:
+        raise VolumeSetError(f"{where}: on_hard_limit 'refuse' needs a hard_limit")
+    return soft, hard, on_hard
 
 
 def _archive_entry(where: str, key: str, entry: dict) -> dict:

@@ -24,7 +24,7 @@ from typing import Any
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .. import ownership, volume_ops
+from .. import ownership, quota, usage, volume_ops
 from ..audit import audit
 from ..locks import user_lock
 from ..scopes import MANAGE_VOLUMES, user_scope
@@ -96,6 +96,8 @@ class ManageVolumesAPIHandler(APIHandler):
                     "user": user.name,
                     "server_name": server_name,
                     "volumes": volumes,
+                    # volumes with a quota: key -> state, sizes from the last usage scan
+                    "quota": quota.report(specs, usage.snapshot().user_volumes.get(user.name, {})),
                     # servers that must be stopped before a reset is possible
                     "blocking_servers": busy,
                 }
@@ -136,6 +138,8 @@ class ManageVolumesAPIHandler(APIHandler):
                 pool_size=spawner.docker_pool_size,
             )
         ok = all(r.ok for r in results)
+        # a reset volume is empty: no quota refusal from its old size
+        usage.forget(user.name, [r.key for r in results if r.ok])
         audit(
             actor,
             ACTION,
