@@ -207,7 +207,7 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # The numbers come from one periodic background scan, never per request:
 # c.UsageConfig.scan_interval = 15  # seconds between server scans
 # c.UsageConfig.volume_scan_interval = 300  # seconds between volume-size scans
-# c.UsageConfig.max_concurrent_calls = 4  # keep below docker_pool_size
+# c.UsageConfig.max_concurrent_calls = 8  # the scan's own threads
 # c.UsageConfig.call_timeout = 10
 # c.UsageConfig.large_volume_bytes = 1024**3  # "stopped users holding disk"
 # Volume quotas (docs/features/quotas.md): per volume-set entry, measured by

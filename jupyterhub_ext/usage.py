@@ -3,9 +3,12 @@
 The servers page, its JSON API and the Prometheus metrics all read the last
 result of this scan (:func:`snapshot`); no page view or scrape makes a Docker
 call. The scan runs in the hub's event loop as a background task started by
-``jupyterhub_ext.setup`` and does its Docker calls through the shared pool
-(:mod:`jupyterhub_ext.dockerpool`), at most ``max_concurrent_calls`` at a time
-so spawns always find free threads, each with a deadline:
+``jupyterhub_ext.setup``. Its Docker calls never run on the event loop and
+never hold threads of the shared pool (:mod:`jupyterhub_ext.dockerpool`) that
+spawns need: ``docker stats`` answers at the engine's next once-a-second
+sample, so each call waits about a second. They run in the scan's own pool of
+``max_concurrent_calls`` threads, with its own client (built by dockerpool,
+negotiated in that pool), each call with a deadline:
 
 - every ``scan_interval`` seconds: for each server the hub's database says is
   running, a one-shot ``docker stats`` (memory, CPU time) and, once per
@@ -22,9 +25,11 @@ hub's own user and server names and the volume set's keys.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,12 +67,13 @@ class UsageConfig(Configurable):
     ).tag(config=True)
 
     max_concurrent_calls = Int(
-        4,
+        8,
         min=1,
         help="""
-        The most Docker calls the scan has in flight at once. Keep it below
-        ``c.ExtDockerSpawner.docker_pool_size`` so spawns and resets always
-        find a free thread.
+        Threads of the scan's own pool (not the shared Docker pool, which
+        spawns use): the most Docker calls it has in flight at once. The
+        engine answers ``docker stats`` at its next once-a-second sample, so
+        one scan of N servers takes about N / this many seconds.
         """,
     ).tag(config=True)
 
@@ -123,6 +129,16 @@ class Snapshot:
     scanned_at: float | None = None  # wall clock
     volumes_scanned_at: float | None = None
     scan_seconds: float | None = None
+    version: int = 0  # bumped at every change; answers are cached per version
+    _json_cache: tuple[tuple, bytes] | None = None
+
+    def json_bytes(self, large_volume_bytes: int, extra: Mapping[str, Any]) -> bytes:
+        """``as_json`` encoded, computed once per scan result (not once per request)."""
+        key = (self.version, large_volume_bytes, tuple(sorted(extra.items())))
+        if self._json_cache is None or self._json_cache[0] != key:
+            body = {**self.as_json(large_volume_bytes), **extra}
+            self._json_cache = (key, json.dumps(body).encode())
+        return self._json_cache[1]
 
     def stopped_large(self, threshold: int) -> list[dict[str, Any]]:
         """Users with no running server whose volumes add up to ``threshold`` bytes or more."""
@@ -268,6 +284,8 @@ class Scanner:
         self.snapshot = Snapshot()
         self._inspect_cache: dict[str, dict] = {}
         self._cpu_prev: dict[str, tuple[float, float]] = {}
+        self._pool = ThreadPoolExecutor(cfg.max_concurrent_calls, thread_name_prefix="jhext-usage")
+        self._own_client: Any = None
         self._sem = asyncio.Semaphore(cfg.max_concurrent_calls)
         self._volume_task: asyncio.Task | None = None
         self._last_volume_scan = float("-inf")
@@ -276,11 +294,14 @@ class Scanner:
         self.quota_specs: dict[str, dict[str, Any]] = {}
         self.quota_states: dict[tuple[str, str], str] = {}
 
-    # each Docker call: in the shared pool, bounded, with a deadline
+    # each Docker call: in the scan's own bounded pool, with a deadline
     async def _call(self, fn: Any, *args: Any, deadline: float | None = None, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        # the deadline counts from when a thread is free, not while queued
         async with self._sem:
             return await asyncio.wait_for(
-                dockerpool.run(fn, *args, **kwargs), deadline or self.cfg.call_timeout
+                loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs)),
+                deadline or self.cfg.call_timeout,
             )
 
     def _running_spawners(self) -> list[Any]:
@@ -297,17 +318,24 @@ class Scanner:
         return found
 
     async def _client(self, spawners: list[Any]) -> Any:
-        for sp in spawners:
-            if hasattr(sp, "docker_client"):
-                return await sp.docker_client()
+        """The scan's own client (its connection pool sized for the scan's threads)."""
+        if self._own_client is not None:
+            return self._own_client
         from .hubsetup import spawner_setting
 
         c = self.app.config
-        return await dockerpool.get_client(
-            tls_config=spawner_setting(c, "tls_config", {}),
-            connect_timeout=spawner_setting(c, "docker_connect_timeout", 10.0),
-            **spawner_setting(c, "client_kwargs", {}),
+        opts = dockerpool.client_options(
+            spawner_setting(c, "tls_config", {}), **spawner_setting(c, "client_kwargs", {})
         )
+        timeout = spawner_setting(c, "docker_connect_timeout", dockerpool.DEFAULT_CONNECT_TIMEOUT)
+
+        def build() -> Any:
+            client = dockerpool._build(self.cfg.max_concurrent_calls + 2, timeout, opts)
+            client.negotiate()
+            return client
+
+        self._own_client = await self._call(build, deadline=timeout + 1)
+        return self._own_client
 
     async def _server_row(self, client: Any, spawner: Any, old: Mapping[str, ServerUsage]) -> Any:
         cid = getattr(spawner, "object_id", None) or getattr(spawner, "container_id", None)
@@ -371,10 +399,11 @@ class Scanner:
         snap.servers = sorted(rows, key=lambda r: (r.user, r.server))
         snap.running_users = {r.user for r in rows}
         snap.scanned_at = time.time()
+        snap.version += 1
         snap.scan_seconds = round(time.perf_counter() - t0, 3)
         self.scans += 1
 
-    def _expected_volumes(self) -> tuple[list[tuple[str, int, str, str]], dict[str, str]]:
+    async def _expected_volumes(self) -> tuple[list[tuple[str, int, str, str]], dict[str, str]]:
         """(user, id, key, name) for every hub user's per-user volumes; shared key -> name.
 
         Also keeps each user's specs with quotas (``self.quota_specs``).
@@ -384,7 +413,9 @@ class Scanner:
         expected: list[tuple[str, int, str, str]] = []
         shared: dict[str, str] = {}
         quota_specs: dict[str, dict[str, Any]] = {}
-        for orm_user in self.app.db.query(orm.User):
+        for i, orm_user in enumerate(self.app.db.query(orm.User).all()):
+            if i % 20 == 19:
+                await asyncio.sleep(0)  # many users: let requests in between
             user = self.app.users[orm_user]
             names = list(orm_user.orm_spawners) if orm_user.orm_spawners else [""]
             for server_name in names:
@@ -405,7 +436,7 @@ class Scanner:
     async def scan_volumes(self) -> None:
         spawners = self._running_spawners()
         client = await self._client(spawners)
-        expected, shared = self._expected_volumes()
+        expected, shared = await self._expected_volumes()
         df = await self._call(client.df, deadline=6 * self.cfg.call_timeout)
         sizes = volume_sizes(df)
         snap = self.snapshot
@@ -420,6 +451,7 @@ class Scanner:
         for row in snap.servers:
             row.volumes = dict(snap.user_volumes.get(row.user, {}))
         snap.volumes_scanned_at = time.time()
+        snap.version += 1
         self.volume_scans += 1
         await self._quota_notifications()
 
@@ -448,6 +480,7 @@ class Scanner:
         for key in keys:
             by_key.pop(key, None)
             self.quota_states.pop((user, key), None)
+        self.snapshot.version += 1
 
     async def _volumes_in_background(self) -> None:
         try:

@@ -33,12 +33,13 @@ class _UsageMixin:
         if not self.has_scope(READ_USAGE):
             raise web.HTTPError(403, FORBIDDEN)
 
-    def usage_json(self) -> dict:
+    def usage_json(self) -> bytes:
         cfg = _config(self)
-        out = usage.snapshot().as_json(cfg.large_volume_bytes)
-        out["scan_interval"] = cfg.scan_interval
-        out["volume_scan_interval"] = cfg.volume_scan_interval
-        return out
+        extra = {
+            "scan_interval": cfg.scan_interval,
+            "volume_scan_interval": cfg.volume_scan_interval,
+        }
+        return usage.snapshot().json_bytes(cfg.large_volume_bytes, extra)
 
 
 class ServersPageHandler(_UsageMixin, BaseHandler):
@@ -64,6 +65,7 @@ class UsageServersAPIHandler(_UsageMixin, APIHandler):
     async def get(self) -> None:
         self.require_read_usage()
         self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(self.usage_json())
 
 
