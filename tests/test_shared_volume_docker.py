@@ -91,6 +91,7 @@ def test_without_our_helper_docker_gives_root_755(docker_client, lab_image, run_
             entrypoint=[],
             user="1000",
             volumes={name: {"bind": "/srv/team", "mode": "rw"}},
+            network_mode="none",
             remove=True,
             stderr=True,
         )
