@@ -90,6 +90,15 @@ c.ExtDockerSpawner.volume_set = {
 #         "username=lab,password=${env:NAS_PASSWORD}",
 #     },
 # }
+# A plain local shared volume is made writable for the image's user when it is
+# created: owner 1000, group 100, mode 2775 unless "owner"/"group"/"mode" say
+# otherwise (network shares: set ownership on the file server instead).
+# c.ExtDockerSpawner.volume_set["team"] = {
+#     "name": "jupyterhub-team",
+#     "mount": "/srv/team",
+#     "scope": "shared",
+#     "mode": "2770",  # members of group 100 only
+# }
 # One read-only tree from several host directories; for a path present in
 # several, the copy in the first directory listed wins. Missing directories
 # stop the hub at start.
@@ -188,6 +197,25 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # Past this many seconds of copying a rename is rolled back; admins can cancel
 # one with DELETE /hub/api/users/{name}/rename or on the page.
 # c.ExtDockerSpawner.rename_timeout = 6 * 3600
+
+# --- Usage: servers page and Prometheus metrics (docs/features/usage.md) ----
+# /hub/servers and GET /hub/api/usage/servers show every running server's CPU,
+# memory, GPUs and volume sizes to admins and to members of the group
+# jupyterhub-ext-usage-readers (scope custom:jupyterhub-ext:read-usage).
+# jupyterhub_ext_* metrics appear on JupyterHub's /hub/metrics (read:metrics);
+# a Grafana dashboard is deploy/grafana/jupyterhub-ext-usage.json.
+# The numbers come from one periodic background scan, never per request:
+# c.UsageConfig.scan_interval = 15  # seconds between server scans
+# c.UsageConfig.volume_scan_interval = 300  # seconds between volume-size scans
+# c.UsageConfig.max_concurrent_calls = 8  # the scan's own threads
+# c.UsageConfig.call_timeout = 10
+# c.UsageConfig.large_volume_bytes = 1024**3  # "stopped users holding disk"
+# Volume quotas (docs/features/quotas.md): per volume-set entry, measured by
+# the same scan. Over a limit: a warning on the home page and once in JupyterLab;
+# "refuse" also refuses the next start over the hard limit (until a reset).
+# c.ExtDockerSpawner.volume_set["home"]["soft_limit"] = "8G"
+# c.ExtDockerSpawner.volume_set["home"]["hard_limit"] = "10G"
+# c.ExtDockerSpawner.volume_set["home"]["on_hard_limit"] = "refuse"  # or "warn"
 
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

@@ -86,6 +86,11 @@ def judge_broadcast(out: str) -> list[str]:
     ]
 
 
+def judge_usage(out: str) -> list[str]:
+    # the script judges itself against the idle hub of the same run
+    return [line for line in out.splitlines() if line.startswith(("PASS: ", "MISS: "))]
+
+
 def judge_gpu(out: str) -> list[str]:
     ms = _num(r"^engine report\s+\d+\s+([\d.]+)", out)
     return [_verdict(ms < 50, f"auto-detection {ms:.1f} ms, no pull (target < 50 ms)")]
@@ -119,6 +124,13 @@ SCRIPTS = [
         ["--sizes", "10,50,200", "--repeat", "5"],
         ["--sizes", "10,200", "--repeat", "1", "--timeout", "1"],
         judge_broadcast,
+    ),
+    Script(
+        "usage",
+        "Servers page API and the usage scan's cost with 100 running servers",
+        ["--servers", "100", "--seconds", "20"],
+        ["--servers", "10", "--seconds", "3"],
+        judge_usage,
     ),
     Script(
         "gpu_detect",

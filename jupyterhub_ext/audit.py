@@ -24,3 +24,7 @@ def audit(actor: str, action: str, target: str, result: str, **details: Any) -> 
     parts.append(f"result={_fmt(result)}")
     parts += [f"{key}={_fmt(value)}" for key, value in sorted(details.items())]
     log.info("AUDIT %s", " ".join(parts))
+    # counted for Prometheus too (imported here: metrics imports much of the package)
+    from . import metrics
+
+    metrics.observe_audit(action, result, details)

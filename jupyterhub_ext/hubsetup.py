@@ -70,6 +70,12 @@ def apply(c: Any) -> None:
     rename_db.set_privilege_check(rename.privilege_refusal)
     rename.schedule_recovery()
 
+    # usage: our series on /hub/metrics, and the scan behind them and /hub/servers
+    from . import metrics, usage
+
+    metrics.register()
+    usage.schedule()
+
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")
         if raw is not None:

@@ -11,6 +11,12 @@ Authorization is always a scope check (``needs_scope`` / ``has_scope``), never
   which members of the ``jupyterhub-ext-broadcasters`` group get (delegation
   is adding someone to that group on the admin page).
 
+- ``custom:jupyterhub-ext:read-usage``: see every running server's resource
+  use and every user's volume sizes (``/hub/servers`` and its API). Held by
+  ``jupyterhub-ext-admin`` and by the ``jupyterhub-ext-read-usage`` role,
+  which members of the ``jupyterhub-ext-usage-readers`` group get (e.g. a
+  helpdesk). It grants no action on servers.
+
 The ``jupyterhub-ext-admin`` role goes to ``c.Authenticator.admin_users`` and
 to members of the ``jupyterhub-ext-admins`` group, so admins made later on the
 admin page are added to that group to get it.
@@ -24,16 +30,22 @@ from .configutil import configured
 
 MANAGE_VOLUMES = "custom:jupyterhub-ext:manage-volumes"
 BROADCAST = "custom:jupyterhub-ext:broadcast"
+READ_USAGE = "custom:jupyterhub-ext:read-usage"
 
 CUSTOM_SCOPES = {
     MANAGE_VOLUMES: {"description": "List and reset (wipe) a user's volumes."},
     BROADCAST: {"description": "Send notifications to running single-user servers."},
+    READ_USAGE: {
+        "description": "See every running server's resource use and every user's volume sizes."
+    },
 }
 
 ADMIN_ROLE = "jupyterhub-ext-admin"
 ADMIN_GROUP = "jupyterhub-ext-admins"
 BROADCAST_ROLE = "jupyterhub-ext-broadcast"
 BROADCAST_GROUP = "jupyterhub-ext-broadcasters"
+USAGE_ROLE = "jupyterhub-ext-read-usage"
+USAGE_GROUP = "jupyterhub-ext-usage-readers"
 
 
 def user_scope(scope: str, user_name: str) -> str:
@@ -58,7 +70,7 @@ def configure(c: Any, *, admin_users: set[str]) -> None:
             {
                 "name": ADMIN_ROLE,
                 "description": "jupyterhub_ext administration on every user",
-                "scopes": [MANAGE_VOLUMES, BROADCAST],
+                "scopes": [MANAGE_VOLUMES, BROADCAST, READ_USAGE],
                 "users": sorted(admin_users),
                 "groups": [ADMIN_GROUP],
             }
@@ -70,6 +82,15 @@ def configure(c: Any, *, admin_users: set[str]) -> None:
                 "description": "Send notifications to every running server",
                 "scopes": [BROADCAST, "read:servers", "list:users"],
                 "groups": [BROADCAST_GROUP],
+            }
+        )
+    if USAGE_ROLE not in names:
+        roles.append(
+            {
+                "name": USAGE_ROLE,
+                "description": "See resource use of every server and volume (servers page)",
+                "scopes": [READ_USAGE],
+                "groups": [USAGE_GROUP],
             }
         )
     c.JupyterHub.load_roles = roles

@@ -38,6 +38,7 @@ from . import (
     dockerpool,
     gpu,
     grants,
+    metrics,
     netutil,
     objects,
     ownership,
@@ -78,6 +79,7 @@ class SpawnRefused(SpawnException):
 
     def __init__(self, message: str, *, reason: str, status_code: int = 400) -> None:
         super().__init__(message, reason=reason, status_code=status_code)
+        metrics.count_refused_spawn(reason)
         # what JupyterHub shows users (the spawn page, the progress API)
         self.jupyterhub_message = message
 
@@ -158,6 +160,20 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
           path wins). Makes an ``archive``: read-only, never resettable;
           ``name`` defaults to ``jupyterhub-archive-<key>`` (a digest of the
           list is appended). Missing directories stop the hub at start.
+        - ``owner`` / ``group`` / ``mode``: set on the volume's root by a short
+          helper container right after the volume is created (plain local
+          volumes only; a network share's ownership is the file server's).
+          Owner and group are numeric ids or names known in the image; mode
+          an octal string (``"2775"``) or number (``0o2775``). A ``shared``
+          local volume defaults to ``1000``, ``100``, ``2775`` (the image's
+          user and group, group-writable with setgid) so every user can write
+          to it; Docker alone would make it ``root:root 755``.
+        - ``soft_limit`` / ``hard_limit``: per-user quota in bytes or a size
+          like ``"10G"`` / ``"500MiB"``, measured by the periodic usage scan
+          (``c.UsageConfig.volume_scan_interval``). Over a limit the user is
+          warned on the home page and once in JupyterLab; ``on_hard_limit``
+          ``"refuse"`` (default ``"warn"``) also refuses the next start over
+          the hard limit, with a message saying what to delete or reset.
 
         Volumes are created when missing, labelled with the owner's hub user
         id and name, the key and the description. An invalid set (two volumes

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import docker
 from traitlets import Bool, HasTraits
 
-from . import archive, dockerpool, ownership, rename_db, secretopts
+from . import archive, dockerpool, ownership, rename_db, secretopts, volperms
 from .audit import audit
 from .locks import user_lock
 from .volumes import (
@@ -35,11 +35,25 @@ class StorageError(RuntimeError):
     """A storage problem shown to the user; its message never holds a secret."""
 
 
+class QuotaExceeded(StorageError):
+    """A start refused: a volume is over its hard limit with ``on_hard_limit = "refuse"``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        from . import metrics
+
+        metrics.count_refused_spawn("quota")
+        self.jupyterhub_message = message
+
+
 class NotOwnedError(StorageError):
     """A volume or container of this name exists but is not this user's (ownership.py)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+        from . import metrics  # (metrics imports much of the package)
+
+        metrics.count_refused_spawn("not-owned")
         # what JupyterHub shows on the spawn page and in the API instead of "Unhandled error"
         self.jupyterhub_message = message
 
@@ -160,6 +174,8 @@ class StorageMixin(HasTraits):
 
     async def ensure_volume(self: ExtDockerSpawner, spec: VolumeSpec, name: str) -> None:
         """Create one volume of the set if missing, resolving secret options only now."""
+        if spec.on_hard_limit == "refuse":
+            self._check_quota(spec)
         try:
             info = await self.docker("inspect_volume", name)
         except docker.errors.NotFound:
@@ -199,6 +215,66 @@ class StorageMixin(HasTraits):
         if why:
             self._refuse_volume(why, name)
         self.log.info("Created volume %s (%s) for %s", name, spec.key, self._log_name)
+        perms = spec.permissions()
+        if perms is not None:
+            await self._set_volume_permissions(spec, name, *perms)
+
+    def _check_quota(self: ExtDockerSpawner, spec: VolumeSpec) -> None:
+        """Refuse the start when the last scan measured this volume over its hard limit."""
+        from . import quota, usage
+
+        size = usage.volume_size(self.user.name, spec.key)
+        if not quota.refuses(spec, size):
+            return
+        text = quota.message(spec, size, quota.cleanup_hint(spec))
+        audit(
+            self._requester(),
+            "start",
+            self._log_name,
+            "refused",
+            reason="quota",
+            volume=spec.key,
+            size=size,
+            hard_limit=spec.hard_limit,
+        )
+        raise QuotaExceeded(text)
+
+    async def _set_volume_permissions(
+        self: ExtDockerSpawner, spec: VolumeSpec, name: str, owner: str, group: str, mode: int
+    ) -> None:
+        """Owner/group/mode of a volume just created (volperms.py), or remove it and fail.
+
+        Only at creation: a volume whose ownership could not be set is removed
+        (it is new and empty), so the next start tries again.
+        """
+        try:
+            try:
+                await self.docker("inspect_image", self.image)
+            except docker.errors.ImageNotFound:
+                await self.pull_image(self.image)  # the helper runs the single-user image
+            await volperms.apply(
+                await self.docker_client(),
+                name,
+                image=self.image,
+                owner=owner,
+                group=group,
+                mode=mode,
+            )
+        except (volperms.PermissionsError, docker.errors.APIError) as e:
+            self.log.error("Volume %s (%s): %s", name, spec.key, e)
+            try:
+                await self.docker("remove_volume", name)
+            except docker.errors.APIError:
+                pass  # in use by a server that raced us: it keeps the volume as it is
+            raise StorageError(f"Could not prepare volume {name} ({spec.key}): {e}") from None
+        self.log.info(
+            "Set volume %s (%s) to owner %s, group %s, mode %s",
+            name,
+            spec.key,
+            owner or "-",
+            group or "-",
+            oct(mode) if mode >= 0 else "-",
+        )
 
     async def _warn_if_options_differ(
         self: ExtDockerSpawner, spec: VolumeSpec, name: str, info: dict

@@ -44,7 +44,20 @@ _KNOWN_FIELDS = {
     "driver",
     "driver_opts",
     "union",
+    "owner",
+    "group",
+    "mode",
+    "soft_limit",
+    "hard_limit",
+    "on_hard_limit",
 }
+# Who owns a fresh plain local shared volume when the entry says nothing: the
+# single-user image's user and group (jovyan, users), group-writable with
+# setgid so files made in it keep the group. Docker would make it root:root 755.
+DEFAULT_SHARED_OWNER = "1000"
+DEFAULT_SHARED_GROUP = "100"
+DEFAULT_SHARED_MODE = 0o2775
+_ID_RE = re.compile(r"^(?:[0-9]{1,10}|[a-z_][a-z0-9_-]{0,31})$")
 # A namespace with every field DockerSpawner offers, used to check templates.
 _SAMPLE_NS = {
     "username": "sample-2euser",
@@ -74,6 +87,39 @@ class VolumeSpec:
     driver_opts: Mapping[str, str] = field(default_factory=dict)
     # archive volumes: host directories, highest priority first
     union: tuple[str, ...] = ()
+    # applied by a helper container right after the volume is created
+    # (plain local volumes only; see ``permissions``)
+    owner: str = ""
+    group: str = ""
+    mode: int | None = None
+    # quotas (bytes; None: none), measured by the periodic usage scan (quota.py)
+    soft_limit: int | None = None
+    hard_limit: int | None = None
+    on_hard_limit: str = "warn"  # or "refuse": the next start is refused
+
+    @property
+    def plain_local(self) -> bool:
+        """A volume whose data lives in Docker's own storage (not a share or a bind)."""
+        return self.driver == "local" and not self.driver_opts
+
+    def permissions(self) -> tuple[str, str, int] | None:
+        """(owner, group, mode) to set on a freshly created volume, or None to leave it.
+
+        Plain local shared volumes get the image user's defaults; per-user
+        volumes only what the entry says (Docker already copies the image's
+        ownership when the mount path exists there).
+        """
+        if not self.plain_local:
+            return None
+        if self.scope == "shared":
+            return (
+                self.owner or DEFAULT_SHARED_OWNER,
+                self.group or DEFAULT_SHARED_GROUP,
+                DEFAULT_SHARED_MODE if self.mode is None else self.mode,
+            )
+        if self.scope == "user" and (self.owner or self.group or self.mode is not None):
+            return (self.owner, self.group, -1 if self.mode is None else self.mode)
+        return None
 
     @property
     def per_user(self) -> bool:
@@ -221,6 +267,8 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
                 secretopts.references(value)
             except secretopts.SecretError as e:
                 raise VolumeSetError(f"{where}: driver_opts[{opt!r}]: {e}") from None
+        owner, group, mode = _permission_fields(where, entry, scope, driver_opts)
+        soft, hard, on_hard = _quota_fields(where, entry, scope)
         specs.append(
             VolumeSpec(
                 key=key,
@@ -233,9 +281,110 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
                 driver=str(entry.get("driver", "local")),
                 driver_opts=dict(driver_opts),
                 union=tuple(entry.get("union", ())),
+                owner=owner,
+                group=group,
+                mode=mode,
+                soft_limit=soft,
+                hard_limit=hard,
+                on_hard_limit=on_hard,
             )
         )
     return specs
+
+
+def parse_mode(value: Any) -> int:
+    """A permission mode from an int (``0o2775``) or an octal string (``"2775"``)."""
+    if isinstance(value, bool):
+        raise ValueError("a mode is a number")
+    if isinstance(value, int):
+        mode = value
+    elif isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value.strip()):
+        mode = int(value.strip().replace("o", ""), 8)
+    else:
+        raise ValueError(f"{value!r} is not an octal mode like '2775' or 0o2775")
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"mode {oct(mode)} is out of range (0 to 0o7777)")
+    return mode
+
+
+def _permission_fields(
+    where: str, entry: Mapping[str, Any], scope: str, driver_opts: Mapping[str, str]
+) -> tuple[str, str, int | None]:
+    given = [f for f in ("owner", "group", "mode") if f in entry]
+    if not given:
+        return "", "", None
+    if scope == "archive":
+        raise VolumeSetError(f"{where}: an archive is read-only; drop {given}")
+    if entry.get("driver", "local") != "local" or driver_opts:
+        raise VolumeSetError(
+            f"{where}: {given} apply only to plain local volumes. A network share's "
+            "ownership is the file server's (set it there, or with the mount options, "
+            "e.g. CIFS uid=1000,gid=100); a bind mount's is the host directory's"
+        )
+    ids = []
+    for f in ("owner", "group"):
+        v = entry.get(f, "")
+        v = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        if not isinstance(v, str) or (v and not _ID_RE.match(v)):
+            raise VolumeSetError(f"{where}: {f!r} must be a numeric id or a name, got {v!r}")
+        ids.append(v)
+    mode = None
+    if "mode" in entry:
+        try:
+            mode = parse_mode(entry["mode"])
+        except ValueError as e:
+            raise VolumeSetError(f"{where}: 'mode': {e}") from None
+    return ids[0], ids[1], mode
+
+
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)(i?)b?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from an int or a human size: ``"500M"``, ``"10 GiB"``, ``"1.5G"``, ``"2TB"``.
+
+    ``k``/``M``/``G``/``T``/``P`` are powers of 1000, with ``i`` (``GiB``)
+    powers of 1024.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a text like '10G'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    m = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"{value!r} is not a size like 500M, 10GiB or 2000000000")
+    number, prefix, binary = m.groups()
+    power = "kmgtp".find(prefix.lower()) + 1 if prefix else 0
+    base = 1024 if binary else 1000
+    return int(float(number) * base**power)
+
+
+def _quota_fields(where: str, entry: Mapping[str, Any], scope: str) -> tuple:
+    given = [f for f in ("soft_limit", "hard_limit", "on_hard_limit") if f in entry]
+    if not given:
+        return None, None, "warn"
+    if scope != "user":
+        raise VolumeSetError(f"{where}: quotas are per user; drop {given} from a {scope} volume")
+    sizes = []
+    for f in ("soft_limit", "hard_limit"):
+        if entry.get(f) is None:
+            sizes.append(None)
+            continue
+        try:
+            sizes.append(parse_size(entry[f]))
+        except ValueError as e:
+            raise VolumeSetError(f"{where}: {f!r}: {e}") from None
+    soft, hard = sizes
+    if soft is not None and hard is not None and soft > hard:
+        raise VolumeSetError(f"{where}: soft_limit ({soft} B) is above hard_limit ({hard} B)")
+    on_hard = entry.get("on_hard_limit", "warn")
+    if on_hard not in ("warn", "refuse"):
+        raise VolumeSetError(f"{where}: on_hard_limit must be 'warn' or 'refuse', got {on_hard!r}")
+    if on_hard == "refuse" and hard is None:
+        raise VolumeSetError(f"{where}: on_hard_limit 'refuse' needs a hard_limit")
+    return soft, hard, on_hard
 
 
 def _archive_entry(where: str, key: str, entry: dict) -> dict:

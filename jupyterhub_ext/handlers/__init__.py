@@ -5,7 +5,7 @@ from __future__ import annotations
 from tornado.web import StaticFileHandler
 
 from .. import static_path
-from . import notifications, rename
+from . import notifications, rename, usage
 
 
 class StaticHandler(StaticFileHandler):
@@ -29,5 +29,6 @@ def default_handlers() -> list[tuple]:
     ]
     routes.extend(notifications.default_handlers())
     routes.extend(rename.handlers())
+    routes.extend(usage.default_handlers())
     routes.append((r"/jupyterhub-ext/static/(.*)", StaticHandler, {"path": static_path()}))
     return routes

@@ -173,6 +173,7 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
             id=broadcast_id,
             variant=req.variant,
             message=req.message,
+            seconds=round(self.request.request_time(), 3),
             failed=[
                 f"{d['username']}/{d['server']}" if d["server"] else d["username"]
                 for d in entry["failures"]

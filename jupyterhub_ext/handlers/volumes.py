@@ -25,7 +25,7 @@ from typing import Any
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .. import ownership, volume_ops
+from .. import ownership, quota, usage, volume_ops
 from ..audit import audit
 from ..locks import user_lock
 from ..scopes import MANAGE_VOLUMES
@@ -81,6 +81,8 @@ class ManageVolumesAPIHandler(APIHandler):
                     "user": user.name,
                     "server_name": server_name,
                     "volumes": volumes,
+                    # volumes with a quota: key -> state, sizes from the last usage scan
+                    "quota": quota.report(specs, usage.snapshot().user_volumes.get(user.name, {})),
                     # servers that must be stopped before a reset is possible
                     "blocking_servers": busy,
                 }
@@ -121,12 +123,15 @@ class ManageVolumesAPIHandler(APIHandler):
                 pool_size=spawner.docker_pool_size,
             )
         ok = all(r.ok for r in results)
+        # a reset volume is empty: no quota refusal from its old size
+        usage.forget(user.name, [r.key for r in results if r.ok])
         audit(
             actor,
             ACTION,
             target,
             "ok" if ok else "failed",
             volumes={r.key: r.status for r in results},
+            seconds=round(self.request.request_time(), 3),
             **({} if ok else {"errors": {r.key: r.message for r in results if not r.ok}}),
         )
         # a volume that is not this user's is a refusal (409), not a server fault

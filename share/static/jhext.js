@@ -65,16 +65,18 @@ export function el(tag, attrs = {}, text) {
   return node;
 }
 
-/** Bytes for people, in SI units as `du -h --si` prints them. */
-export function humanSize(bytes) {
-  if (bytes === null || bytes === undefined) return "size not known yet";
-  const units = ["B", "kB", "MB", "GB", "TB"];
+/** Bytes for people: SI units as `du -h --si` prints them, or binary ones
+ * (KiB, MiB) as `docker stats` does, for admins comparing with it. */
+export function humanSize(bytes, { binary = false, unknown = "size not known yet" } = {}) {
+  if (bytes === null || bytes === undefined) return unknown;
+  const step = binary ? 1024 : 1000;
+  const units = binary ? ["B", "KiB", "MiB", "GiB", "TiB"] : ["B", "kB", "MB", "GB", "TB"];
   let i = 0;
-  while (bytes >= 1000 && i < units.length - 1) {
-    bytes /= 1000;
+  while (bytes >= step && i < units.length - 1) {
+    bytes /= step;
     i++;
   }
-  return (i ? bytes.toFixed(1) : bytes) + " " + units[i];
+  return (i ? bytes.toFixed(1) : String(bytes)) + " " + units[i];
 }
 
 const byId = (id) => document.getElementById(id);
@@ -402,6 +404,32 @@ export function homePage() {
     showOutcome(kind, message, results);
     showStatus(kind, message);
   });
+  showQuotaWarnings(api, userPath);
+}
+
+/** Volumes over their quota: one alert each above the home page's buttons.
+ * States come from the manage-volumes API (sizes from the hub's periodic scan). */
+async function showQuotaWarnings(api, userPath) {
+  let r;
+  try {
+    r = await api.request("GET", userPath + "/manage-volumes");
+  } catch (e) {
+    return; // the page works without the warnings
+  }
+  const quota = r.ok && r.data && r.data.quota;
+  if (!quota) return;
+  const over = Object.keys(quota).filter((k) => quota[k].state !== "ok");
+  if (!over.length) return;
+  const box = el("div", { id: "jhext-quota-warnings", class: "container mt-3" });
+  for (const key of over) {
+    const q = quota[key];
+    const alert = el("div", { class: "alert " + (q.refuses_start ? "alert-danger" : "alert-warning"), role: "alert" }, q.message);
+    alert.dataset.volume = key;
+    alert.dataset.state = q.state;
+    box.appendChild(alert);
+  }
+  const main = byId("jhext-self-service") || document.body;
+  main.parentNode.insertBefore(box, main);
 }
 
 // -- /hub/notifications: broadcast to running JupyterLab servers ------------
@@ -710,4 +738,178 @@ export function renamePage() {
       byId("jhext-rename-submit").disabled = false;
     }
   });
+}
+
+// -- /hub/servers: every running server's resource use (read-usage scope) ---
+
+export function serversPage() {
+  const cfg = settings("servers-config");
+  const api = new HubAPI();
+  const bytes = (n) => humanSize(n, { binary: true, unknown: "" });
+  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+  const blank = (v) => v === null || v === undefined || v === "";
+  let data = null;
+  let sortKey = "user";
+  let sortDir = 1;
+
+  function volumeKeys() {
+    const keys = new Set();
+    for (const s of data.servers) Object.keys(s.volumes || {}).forEach((k) => keys.add(k));
+    return Array.from(keys).sort();
+  }
+  // one definition of the columns: the table and the CSV are made from it
+  function columns() {
+    const cols = [
+      { key: "user", title: "User", raw: (s) => s.user },
+      { key: "server", title: "Server", raw: (s) => s.server },
+      { key: "image", title: "Profile / image", raw: (s) => s.profile || s.image },
+      { key: "started", title: "Started", raw: (s) => s.started || "", show: (s) => when(s.started) },
+      { key: "last_activity", title: "Last activity", raw: (s) => s.last_activity || "", show: (s) => when(s.last_activity) },
+      {
+        key: "cpu_percent",
+        title: "CPU %",
+        num: true,
+        raw: (s) => s.cpu_percent,
+        show: (s) => (s.cpu_percent === null ? "" : s.cpu_percent.toFixed(1)),
+      },
+      { key: "memory_bytes", title: "Memory", num: true, raw: (s) => s.memory_bytes, show: (s) => bytes(s.memory_bytes) },
+      {
+        key: "memory_limit_bytes",
+        title: "Limit",
+        num: true,
+        raw: (s) => s.memory_limit_bytes,
+        show: (s) => (s.memory_limit_bytes === null ? "none" : bytes(s.memory_limit_bytes)),
+      },
+      { key: "gpu_devices", title: "GPUs", raw: (s) => (s.gpu_devices || []).join(" ") },
+    ];
+    for (const k of volumeKeys()) {
+      cols.push({
+        key: "vol:" + k,
+        title: "Volume " + k,
+        num: true,
+        raw: (s) => (s.volumes && k in s.volumes ? s.volumes[k] : null),
+        show: (s) => bytes(s.volumes ? s.volumes[k] : null),
+      });
+    }
+    return cols;
+  }
+
+  function visibleRows(cols) {
+    const q = byId("servers-filter").value.trim().toLowerCase();
+    const shown = data.servers.filter(
+      (s) => !q || [s.user, s.server, s.image, s.profile, (s.gpu_devices || []).join(" ")].some((v) => String(v || "").toLowerCase().includes(q)),
+    );
+    const col = cols.find((c) => c.key === sortKey) || cols[0];
+    return shown.sort((a, b) => {
+      const x = col.raw(a);
+      const y = col.raw(b);
+      if (x === y) return 0;
+      if (blank(x)) return 1;
+      if (blank(y)) return -1;
+      return (x < y ? -1 : 1) * sortDir;
+    });
+  }
+
+  const td = (text, num) => el("td", num ? { class: "text-end" } : {}, text);
+
+  function renderHead(cols) {
+    const head = byId("servers-head");
+    head.replaceChildren();
+    for (const c of cols) {
+      const arrow = c.key === sortKey ? (sortDir > 0 ? " \u25b2" : " \u25bc") : "";
+      const th = el("th", { scope: "col", role: "button", class: c.num ? "text-end" : "" }, c.title + arrow);
+      th.dataset.key = c.key;
+      th.addEventListener("click", () => {
+        sortDir = sortKey === c.key ? -sortDir : 1;
+        sortKey = c.key;
+        render();
+      });
+      head.appendChild(th);
+    }
+  }
+
+  function renderTotal(cols) {
+    const t = data.totals;
+    const label = td(`Total: ${t.servers} server${t.servers === 1 ? "" : "s"}`);
+    label.colSpan = 5;
+    const committed = td(
+      `${t.memory_limit_bytes ? bytes(t.memory_limit_bytes) : "no limits"} committed, ` +
+        `host ${t.host_memory_bytes ? bytes(t.host_memory_bytes) : "?"}`,
+      true,
+    );
+    committed.id = "servers-committed";
+    const vols = td(bytes(t.volume_bytes), true);
+    vols.colSpan = Math.max(1, cols.length - 9);
+    byId("servers-total").replaceChildren(label, td(t.cpu_percent.toFixed(1), true), td(bytes(t.memory_bytes), true), committed, td(String(t.gpu_devices)), vols);
+  }
+
+  function renderStopped() {
+    byId("stopped-help").textContent = `Users without a running server whose volumes hold ${bytes(data.large_volume_bytes)} or more.`;
+    const rows = data.stopped_with_large_volumes.map((u) => {
+      const tr = el("tr");
+      const vols = Object.entries(u.volumes).map(([k, v]) => `${k}: ${bytes(v)}`).join(", ");
+      tr.append(td(u.user), td(vols), td(bytes(u.total_bytes), true));
+      return tr;
+    });
+    byId("stopped-body").replaceChildren(...rows);
+  }
+
+  function render() {
+    if (!data) return;
+    const cols = columns();
+    renderHead(cols);
+    const rows = visibleRows(cols).map((s) => {
+      const tr = el("tr", s.stale ? { class: "text-body-secondary" } : {});
+      tr.dataset.user = s.user;
+      tr.dataset.server = s.server;
+      for (const c of cols) tr.appendChild(td(c.show ? c.show(s) : c.raw(s), c.num));
+      return tr;
+    });
+    byId("servers-body").replaceChildren(...rows);
+    byId("servers-empty").hidden = data.servers.length > 0;
+    renderTotal(cols);
+    renderStopped();
+    const at = data.scanned_at ? new Date(data.scanned_at * 1000).toLocaleTimeString() : "not yet";
+    byId("servers-updated").textContent = `Measured ${at}; refreshes every ${cfg.scan_interval} s`;
+  }
+
+  function csvCell(v) {
+    const s = v === null || v === undefined ? "" : String(v);
+    // a leading = + - @ would be a formula in a spreadsheet
+    const safe = /^[=+\-@\t\r]/.test(s) ? "'" + s : s;
+    return /[",\n]/.test(safe) ? '"' + safe.replace(/"/g, '""') + '"' : safe;
+  }
+  function csv() {
+    const cols = columns();
+    const lines = [cols.map((c) => csvCell(c.title)).join(",")];
+    for (const s of visibleRows(cols)) lines.push(cols.map((c) => csvCell(c.raw(s))).join(","));
+    return lines.join("\n") + "\n";
+  }
+
+  byId("servers-csv").addEventListener("click", () => {
+    if (!data) return;
+    const a = el("a", { download: "servers.csv" });
+    a.href = URL.createObjectURL(new Blob([csv()], { type: "text/csv" }));
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  });
+  byId("servers-filter").addEventListener("input", render);
+
+  async function refresh() {
+    try {
+      const r = await api.request("GET", "usage/servers");
+      if (r.ok) {
+        data = r.data;
+        render();
+      } else {
+        byId("servers-updated").textContent = `Could not refresh: ${errorText(r)}`;
+      }
+    } catch (e) {
+      byId("servers-updated").textContent = "Could not refresh: " + e;
+    }
+  }
+  window.jhextServersCsv = csv; // what the download would save, for scripts and tests
+  refresh();
+  setInterval(refresh, Math.max(2, Math.min(cfg.scan_interval, 30)) * 1000);
 }
