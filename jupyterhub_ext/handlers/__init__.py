@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import notifications, rename
+from . import notifications, profiles, rename
 
 
 def default_handlers() -> list[tuple]:
@@ -19,4 +19,5 @@ def default_handlers() -> list[tuple]:
     ]
     routes.extend(notifications.default_handlers())
     routes.extend(rename.handlers())
+    routes.extend(profiles.handlers())
     return routes
