@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from test_gpu_engine import PrivateEngine
 
 pytestmark = pytest.mark.docker
