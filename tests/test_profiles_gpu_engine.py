@@ -17,6 +17,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import docker
 import pytest
 import requests
 from test_gpu_engine import PrivateEngine
@@ -188,3 +189,59 @@ def test_concurrent_spawns_never_share_a_gpu_beyond_the_policy(make_hub, gpu_eng
     assert r.status_code == 503 and "up to 2 servers each" in r.json()["message"], r.text
     for n in names:
         hub.api("DELETE", f"/users/{n}/server")
+
+
+STRESS = """
+# servers that never answer: each spawn holds its GPU for a few seconds, then fails
+# and is removed. Cheap containers, so many spawns can race.
+c.DockerSpawner.cmd = ["sh", "-c", "trap 'exit 0' TERM; sleep 120 & wait"]
+c.Spawner.start_timeout = 4
+c.Spawner.http_timeout = 3
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+"""
+
+
+def live_devices(client, prefix: str) -> list[list[str]]:
+    out = []
+    for c in client.containers(all=True, filters={"name": prefix}):
+        if c["State"] not in ("created", "running"):
+            continue
+        try:
+            attrs = client.inspect_container(c["Id"])
+        except docker.errors.NotFound:  # removed since the listing
+            continue
+        out.append(
+            [d for r in attrs["HostConfig"]["DeviceRequests"] or [] for d in r["DeviceIDs"] or []]
+        )
+    return out
+
+
+def test_racing_spawns_never_double_allocate(make_hub, gpu_engine):
+    """8 concurrent GPU spawns on 4 GPUs, 20 times: every container's device IDs read back."""
+    engine, client = gpu_engine
+    hub = gpu_hub(make_hub, engine, STRESS)
+    names = [f"r{i}" for i in range(8)]
+    for n in names:
+        hub.create_user(n)
+    for rep in range(20):
+        statuses = spawn_all(hub, names)
+        assert all(s in (201, 202, 503) for s in statuses.values()), (rep, statuses)
+        seen_full = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            held = live_devices(client, hub.prefix)
+            flat = [d for ids in held for d in ids]
+            # never two live containers on one GPU, at any moment we look
+            assert len(flat) == len(set(flat)), (rep, held)
+            assert all(len(ids) == 1 for ids in held), (rep, held)
+            seen_full = seen_full or sorted(flat) == DEVICES
+            pending = [n for n in names if hub.user(n).get("pending")]
+            if not pending and not held:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"repetition {rep} did not settle: {held}")
+        # all four GPUs were in use at once, and the other four spawns were refused
+        assert seen_full, rep
+    refused = hub.log_text().count("No free GPU")
+    assert refused >= 20 * 4, refused
