@@ -51,6 +51,21 @@ def test_profile_cards_by_group_and_choosing_large(make_hub, images, playwright_
     page.screenshot(path=str(SHOTS / "profiles-spawn-form.png"), full_page=True)
     page.close()
 
+    # without JavaScript the form still works: gina starts "Small" from it
+    nojs = playwright_browser.new_context(java_script_enabled=False)
+    page = nojs.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{hub.url}/hub/login?next=%2Fhub%2Fspawn")
+    page.fill("#username_input", "gina")
+    page.fill("#password_input", "any-password")
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/hub/spawn"))
+    expect(page.get_by_role("radio", name="Small")).to_be_checked()
+    page.get_by_role("button", name="Start").click()
+    hub.wait_ready("gina", timeout=180)
+    assert inspect(hub, "gina")["HostConfig"]["Memory"] == 600 * MiB
+    nojs.close()
+
     # alice (no group): two, no GPU profile
     page = login(playwright_browser, hub, "alice")
     expect(page.get_by_role("radio")).to_have_count(2)

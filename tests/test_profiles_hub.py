@@ -170,6 +170,12 @@ def test_profiles_form_post_applies_only_the_slug(make_hub, images):
         for m in re.finditer(r'<input[^>]*value="([a-z-]+)"[^>]*>', page.text)
     }
     assert "checked" in tags["small"] and "checked" not in tags["large"]
+    # an admin opening gina's spawn page sees gina's profiles (her group's GPU one), not his own
+    hub.create_user("gina")
+    admin = hub.login("admin")
+    theirs = admin.get(f"{hub.url}/hub/spawn/gina", timeout=30)
+    assert theirs.status_code == 200
+    assert 'value="gpu"' in theirs.text and 'value="small"' in theirs.text
     r = s.post(
         f"{hub.url}/hub/spawn",
         data={"profile": "large", "image": "debian:12", "_xsrf": s.cookies.get("_xsrf")},
