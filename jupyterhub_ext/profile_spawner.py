@@ -27,8 +27,6 @@ from . import profiles as P
 from .audit import audit
 from .volumes import LABEL_MANAGED
 
-# traits a profile sets; the admin's values are restored before each profile applies
-PROFILE_TRAITS = ("image", "mem_limit", "mem_guarantee", "cpu_limit", "environment")
 LIVE_STATES = ("created", "running", "restarting", "paused")
 
 _placement_locks: dict[str, asyncio.Lock] = {}
@@ -42,6 +40,13 @@ def placement_lock(engine: str) -> asyncio.Lock:
     if lock is None:
         lock = _placement_locks[engine] = asyncio.Lock()
     return lock
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # values without a usable ==
+        return a is b
 
 
 class ProfilesMixin(HasTraits):
@@ -122,7 +127,8 @@ class ProfilesMixin(HasTraits):
         return proposal.value
 
     _profile: P.Profile | None = None
-    _profile_base: dict[str, Any] | None = None
+    # trait -> (value before the profile, value the profile set): undone at the next spawn
+    _profile_undo: dict[str, tuple[Any, Any]] = {}  # noqa: RUF012 (replaced, never mutated)
     _gpu_held: tuple[str, ...] = ()
     _placement_ms: float | None = None
 
@@ -160,24 +166,34 @@ class ProfilesMixin(HasTraits):
         return callable(hook)
 
     def apply_profile(self, profile: P.Profile | None) -> None:
-        """Set the profile's image, limits and environment on top of the admin's settings."""
-        if self._profile_base is None:
-            self._profile_base = {n: copy.deepcopy(getattr(self, n)) for n in PROFILE_TRAITS}
-        for name, value in self._profile_base.items():
-            setattr(self, name, copy.deepcopy(value))
+        """Set the profile's image, limits and environment on top of the admin's settings.
+
+        What the previous spawn's profile set is undone first, unless something
+        else (``group_overrides``, applied before this) has set that trait since:
+        a profile sits on top of the config and the group overrides of this spawn.
+        """
+        for name, (before, ours) in self._profile_undo.items():
+            if _same(getattr(self, name), ours):
+                setattr(self, name, before)
+        self._profile_undo = {}
         self._profile = profile
         if profile is None:
             return
         if profile.image:
-            self.image = profile.image
+            self._set_for_profile("image", profile.image)
         if profile.mem_limit is not None:
-            self.mem_limit = profile.mem_limit
+            self._set_for_profile("mem_limit", profile.mem_limit)
         if profile.mem_guarantee is not None:
-            self.mem_guarantee = profile.mem_guarantee
+            self._set_for_profile("mem_guarantee", profile.mem_guarantee)
         if profile.cpu_limit is not None:
-            self.cpu_limit = profile.cpu_limit
+            self._set_for_profile("cpu_limit", profile.cpu_limit)
         if profile.environment:
-            self.environment = {**self.environment, **profile.environment}
+            self._set_for_profile("environment", {**self.environment, **profile.environment})
+
+    def _set_for_profile(self, name: str, value: Any) -> None:
+        before = copy.deepcopy(getattr(self, name))
+        setattr(self, name, value)
+        self._profile_undo[name] = (before, copy.deepcopy(getattr(self, name)))
 
     def profile_gpu_decision(self, decision: gpu.GpuDecision, mode: str) -> gpu.GpuDecision:
         """The profile's ``gpus`` on top of the group decision (``gpu_mode = off`` wins)."""
@@ -461,7 +477,7 @@ class ProfilesMixin(HasTraits):
         else:
             model.update(
                 image=(profile.image if profile and profile.image else None)
-                or (self._profile_base or {}).get("image", self.image),  # type: ignore[attr-defined]
+                or self._profile_undo.get("image", (self.image,))[0],  # type: ignore[attr-defined]
                 mem_limit=profile.mem_limit if profile else P.parse_mem(self.mem_limit),
                 mem_guarantee=profile.mem_guarantee if profile else self.mem_guarantee_bytes(),
                 cpu_limit=profile.cpu_limit if profile else self.cpu_limit,

@@ -88,3 +88,13 @@ def test_labels_carry_profile_gpus_and_guarantee():
         P.LABEL_MEM_GUARANTEE: str(1024**3),
     }
     assert s.profile_host_config() == {"mem_reservation": 1024**3}
+
+
+def test_a_group_override_applied_since_is_kept():
+    s = spawner()
+    ps = {p.slug: p for p in s.parsed_profiles}
+    s.apply_profile(ps["big"])
+    s.image = "lab:group"  # what group_overrides does before the next spawn's profile
+    s.apply_profile(ps["small"])
+    assert s.image == "lab:group"
+    assert s.mem_limit == spawner().mem_limit  # big's memory is undone
