@@ -27,8 +27,6 @@ from . import profiles as P
 from .audit import audit
 from .volumes import LABEL_MANAGED
 
-LIVE_STATES = ("created", "running", "restarting", "paused")
-
 _placement_locks: dict[str, asyncio.Lock] = {}
 _engine_memory: dict[str, tuple[float, int]] = {}
 MEMORY_CACHE_SECONDS = 60.0
@@ -335,13 +333,7 @@ class ProfilesMixin(HasTraits):
             found = await self.docker(  # type: ignore[attr-defined]
                 "containers", all=True, filters={"label": LABEL_MANAGED}
             )
-            live = [
-                c
-                for c in found
-                if c.get("State") in LIVE_STATES
-                and f"/{self.object_name}" not in (c.get("Names") or [])  # type: ignore[attr-defined]
-            ]
-            labels = [c.get("Labels") or {} for c in live]
+            labels = P.live_labels(found, self.object_name)  # type: ignore[attr-defined]
             if allocate:
                 load = P.device_load(labels)
                 req = decision.request

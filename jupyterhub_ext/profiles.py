@@ -310,6 +310,22 @@ def choose(profiles: Sequence[Profile], user_groups: Iterable[str], requested: A
 # -- GPUs -------------------------------------------------------------------------------
 
 
+LIVE_STATES = ("created", "running", "restarting", "paused")
+
+
+def live_labels(containers: Iterable[Mapping[str, Any]], exclude_name: str = "") -> list[dict]:
+    """Labels of the containers that hold what they were given (``docker ps -a`` rows).
+
+    Created-but-not-started ones count (a spawn between create and start);
+    ``exclude_name`` is the container this spawn replaces.
+    """
+    return [
+        dict(c.get("Labels") or {})
+        for c in containers
+        if c.get("State") in LIVE_STATES and f"/{exclude_name}" not in (c.get("Names") or [])
+    ]
+
+
 def parse_device_label(value: str | None) -> list[str]:
     return [d for d in (value or "").split(",") if d]
 
