@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import notifications, profiles, rename
+from . import notifications, rename
 
 
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
+    from .profiles import GrantsAPIHandler
     from .restart import RestartServerAPIHandler
     from .volumes import ManageVolumesAPIHandler
 
@@ -16,8 +17,9 @@ def default_handlers() -> list[tuple]:
         (r"/api/users/([^/]+)/servers/([^/]+)/restart-server", RestartServerAPIHandler),
         (r"/api/users/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
         (r"/api/users/([^/]+)/servers/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
+        # profiles: what each server gets (docs/features/profiles.md)
+        (r"/api/users/([^/]+)/grants", GrantsAPIHandler),
     ]
     routes.extend(notifications.default_handlers())
     routes.extend(rename.handlers())
-    routes.extend(profiles.handlers())
     return routes

@@ -59,7 +59,3 @@ class GrantsAPIHandler(APIHandler):
                 }
             )
         )
-
-
-def handlers() -> list[tuple]:
-    return [(r"/api/users/([^/]+)/grants", GrantsAPIHandler)]
