@@ -138,6 +138,23 @@ c.NotificationsConfig.history_path = os.environ.get(
 )
 c.NotificationsConfig.history_size = 200
 
+# --- Spawn profiles (docs/features/profiles.md) -----------------------------
+# A menu on the spawn page; "groups" limits who sees a profile (empty: everyone).
+# Checked at hub start: unknown keys, two defaults, images missing on the engine.
+# c.ExtDockerSpawner.profiles = [
+#     {"slug": "small", "display_name": "Small", "description": "Notebooks, teaching",
+#      "cpu_limit": 1, "mem_limit": "2G", "default": True},
+#     {"slug": "large", "display_name": "Large", "description": "Big data in memory",
+#      "cpu_limit": 4, "mem_limit": "16G", "mem_guarantee": "8G"},
+#     {"slug": "gpu", "display_name": "1 GPU", "description": "One GPU of its own",
+#      "gpus": 1, "groups": ["gpu"]},
+# ]
+# The host's GPUs: each GPU server gets free ones of its own (read from container labels).
+# c.ExtDockerSpawner.gpu_devices = ["0", "1", "2", "3"]  # or UUIDs from nvidia-smi -L
+# c.ExtDockerSpawner.gpu_sharing = 1  # servers per GPU; 1: refuse when none is free
+# Refuse spawns whose mem_guarantee would not fit in the host's memory less this reserve.
+# c.ExtDockerSpawner.admission_memory_reserve = "4G"
+
 # --- GPUs (docs/features/gpu.md) ---------------------------------------------
 # "auto": GPUs where the Docker engine reports an nvidia runtime or CDI GPUs
 # (one `docker info` call, cached; no container, no pull). "on": always ask;

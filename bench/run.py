@@ -96,6 +96,11 @@ def judge_gpu(out: str) -> list[str]:
     return [_verdict(ms < 50, f"auto-detection {ms:.1f} ms, no pull (target < 50 ms)")]
 
 
+def judge_placement(out: str) -> list[str]:
+    ms = _num(r"^placement decision\s+\d+\s+([\d.]+)", out)
+    return [_verdict(ms < 20, f"GPU placement decision {ms:.1f} ms per spawn (target < 20 ms)")]
+
+
 SCRIPTS = [
     Script(
         "restart",
@@ -138,6 +143,13 @@ SCRIPTS = [
         ["--rounds", "15"],
         ["--rounds", "3"],
         judge_gpu,
+    ),
+    Script(
+        "gpu_placement",
+        "GPU placement decision (profiles) with 50 live servers",
+        ["--servers", "50", "--rounds", "30"],
+        ["--servers", "10", "--rounds", "5"],
+        judge_placement,
     ),
 ]
 

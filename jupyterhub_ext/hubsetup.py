@@ -85,6 +85,10 @@ def apply(c: Any) -> None:
     configure_groups(c)
     check_gpu_config(c)
     check_docker_spawner_options(c)
+    # spawn profiles: syntax, GPU counts, images present on the engine
+    from .profile_spawner import check_at_hub_start as check_profiles
+
+    check_profiles(c, spawner_setting)
 
 
 def spawner_setting(c: Any, name: str, default: Any) -> Any:

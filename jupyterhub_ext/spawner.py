@@ -50,6 +50,10 @@ from . import (
 )
 from .audit import audit
 from .locks import user_lock
+from .profile_spawner import ProfilesMixin
+from .profiles import LABEL_GPU_DEVICES as P_LABEL_GPU_DEVICES
+from .profiles import LABEL_PROFILE as P_LABEL_PROFILE
+from .profiles import ProfileChoiceError
 from .storage import NotOwnedError, StorageMixin
 from .volumes import LABEL_OWNER_NAME, VolumeSetError, VolumeSpec, parse_volume_set
 
@@ -122,7 +126,7 @@ class SpawnGrants:
         return ",".join(granted) or "none"
 
 
-class ExtDockerSpawner(StorageMixin, DockerSpawner):
+class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
     """A DockerSpawner for lab and department hubs.
 
     Adds declared per-user volume sets (created with owner labels), working
@@ -606,6 +610,7 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         return [
             {"mounts": objects.volume_mounts(self.volume_specs, self.volume_names())},
             plan.gpu.host_config(),
+            self.profile_host_config(),
             grants.access_host_config(
                 plan.access,
                 sock_host_path=self.docker_sock_host_path,
@@ -628,7 +633,7 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
     async def extra_labels(self) -> dict[str, str]:
         """Container labels our features add."""
         plan = await self.spawn_grants()
-        return {grants.LABEL_GRANTS: plan.label()}
+        return {grants.LABEL_GRANTS: plan.label(), **self.profile_labels()}
 
     # -- GPUs and Docker access by group ----------------------------------------
 
@@ -686,16 +691,20 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             privileged_group=self.docker_privileged_group,
         )
         mode = self.gpu_mode.lower()
+        # a GPU profile asks for its own count, as if gpu_mode were on (profile_spawner.py)
+        request, forced = self.profile_gpu_request(self.gpu_request())
+        decide_mode = "on" if forced and mode == "auto" else mode
         report = None
         if gpu.needs_report(mode, user_groups, self.gpu_groups):
             report = await self.gpu_report()
         gpu_decision = gpu.decide_gpu(
-            mode,
-            self.gpu_request(),
+            decide_mode,
+            request,
             user_groups=user_groups,
             gpu_groups=self.gpu_groups,
             report=report,
         )
+        gpu_decision = self.profile_gpu_decision(gpu_decision, mode)
         sock_gid = (
             grants.socket_gid(self.docker_sock_host_path, self.docker_sock_gid)
             if access.docker_sock
@@ -742,6 +751,14 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         # declared user-settable (user_options_traits, or the traits named by
         # a dict apply_user_options); and even those may not gain Docker
         # access (privileged, the socket) that hub groups did not grant.
+        try:
+            profile = self.choose_profile(user_options)
+        except ProfileChoiceError as e:
+            self._forget_user_options()
+            audit(self._requester(), "spawn-options", self._log_name, "refused", reason=e.message)
+            raise SpawnRefused(e.message, reason="profile", status_code=e.status) from None
+        if self.profiles:
+            user_options = {k: v for k, v in (user_options or {}).items() if k != "profile"}
         before = self._config_snapshot()
         had = set(self._config_escalations())
         await super()._run_apply_user_options(user_options)
@@ -751,15 +768,13 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         ]
         gained = [e for e in self._config_escalations() if e not in had]
         if not (changed or gained):
+            if self.profiles:
+                self.apply_profile(profile)
             return
         for name in changed:
             setattr(self, name, before[name])
         what = ", ".join([*changed, *gained])
-        # JupyterHub reuses the last options at the next plain start: drop these
-        self.user_options = {}
-        if self.orm_spawner is not None:
-            self.orm_spawner.user_options = {}
-            self.user.db.commit()
+        self._forget_user_options()
         self.log.warning("Refused user_options of %s setting %s", self._log_name, what)
         audit(self._requester(), "spawn-options", self._log_name, "refused", setting=what)
         raise SpawnRefused(
@@ -769,6 +784,13 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
             reason="forbidden-option",
             status_code=403,
         )
+
+    def _forget_user_options(self) -> None:
+        # JupyterHub reuses the last options at the next plain start: drop refused ones
+        self.user_options = {}
+        if self.orm_spawner is not None:
+            self.orm_spawner.user_options = {}
+            self.user.db.commit()
 
     def _config_escalations(self) -> list[str]:
         found = []
@@ -787,6 +809,11 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         return list(dict.fromkeys(found))
 
     async def create_object(self) -> dict:
+        # GPUs and the admission check are decided with the create, under one lock
+        async with self.placement():
+            return await self._create_container()
+
+    async def _create_container(self) -> dict:
         """Create the container, merging the admin's settings the way DockerSpawner does.
 
         ``extra_create_kwargs`` is deep-merged into the create arguments as
@@ -1045,9 +1072,12 @@ class ExtDockerSpawner(StorageMixin, DockerSpawner):
         obj = await self.get_object()
         if obj is None:
             return
-        had = (obj["Config"].get("Labels") or {}).get(grants.LABEL_GRANTS, "none")
+        labels = obj["Config"].get("Labels") or {}
+        had = labels.get(grants.LABEL_GRANTS, "none")
         want = (await self.spawn_grants()).label()
-        if had == want:
+        # a container holding GPUs or made for another profile is made again (placement)
+        same_profile = labels.get(P_LABEL_PROFILE) == self.profile_labels().get(P_LABEL_PROFILE)
+        if had == want and same_profile and not labels.get(P_LABEL_GPU_DEVICES):
             return
         self.log.warning(
             "Re-creating container %s of %s: created with grants %s, now %s",

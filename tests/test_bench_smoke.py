@@ -46,6 +46,7 @@ def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image):
         "rename_pool",
         "broadcast",
         "gpu_detect",
+        "gpu_placement",
     ):
         assert f"== {name}" in out.stdout
     assert out.stdout.count("PASS") + out.stdout.count("MISS") >= 8

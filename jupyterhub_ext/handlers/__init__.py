@@ -17,6 +17,7 @@ class StaticHandler(StaticFileHandler):
 
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
+    from .profiles import GrantsAPIHandler
     from .restart import RestartServerAPIHandler
     from .volumes import ManageVolumesAPIHandler
 
@@ -26,6 +27,8 @@ def default_handlers() -> list[tuple]:
         (r"/api/users/([^/]+)/servers/([^/]+)/restart-server", RestartServerAPIHandler),
         (r"/api/users/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
         (r"/api/users/([^/]+)/servers/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
+        # profiles: what each server gets (docs/features/profiles.md)
+        (r"/api/users/([^/]+)/grants", GrantsAPIHandler),
     ]
     routes.extend(notifications.default_handlers())
     routes.extend(rename.handlers())

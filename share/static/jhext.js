@@ -76,7 +76,8 @@ export function humanSize(bytes, { binary = false, unknown = "size not known yet
     bytes /= step;
     i++;
   }
-  return (i ? bytes.toFixed(1) : String(bytes)) + " " + units[i];
+  // "1 GiB", "1.5 GiB": as the hub's own profiles.human_size writes them
+  return (i ? bytes.toFixed(1).replace(/\.0$/, "") : String(bytes)) + " " + units[i];
 }
 
 const byId = (id) => document.getElementById(id);
@@ -405,6 +406,47 @@ export function homePage() {
     showStatus(kind, message);
   });
   showQuotaWarnings(api, userPath);
+  showGrants(api, userPath);
+}
+
+/** "What you get": per server its profile, image, limits, GPUs and Docker access,
+ * and which group granted what (GET /hub/api/users/{name}/grants). */
+async function showGrants(api, userPath) {
+  const box = byId("jhext-grants");
+  if (!box) return;
+  const r = await api.request("GET", userPath + "/grants");
+  if (!r.ok || !r.data) return;
+  const data = r.data;
+  const size = (n) => (n ? humanSize(n, { binary: true }) : "no limit");
+  const cell = (text, cls) => el("td", cls ? { class: cls } : {}, text);
+  const rows = data.servers.map((s) => {
+    const row = el("tr", { "data-server-name": s.name });
+    row.appendChild(el("th", { scope: "row" }, (s.name || "default") + (s.running ? " (running)" : " (next start)")));
+    let profile = s.profile ? s.profile.display_name : s.profile_error || "-";
+    if (s.profile && s.profile_granted_by.length) profile += " (via group " + s.profile_granted_by.join(", ") + ")";
+    let mem = size(s.mem_limit);
+    if (s.mem_guarantee) mem += " (" + size(s.mem_guarantee) + " guaranteed)";
+    const gpus = s.gpu_devices && s.gpu_devices.length ? s.gpu_devices.join(", ") : s.gpus ? "yes" : "none";
+    const access = [];
+    if (s.docker_sock) access.push("Docker socket" + (s.granted_by.docker_sock ? " (group " + s.granted_by.docker_sock + ")" : ""));
+    if (s.privileged) access.push("privileged" + (s.granted_by.privileged ? " (group " + s.granted_by.privileged + ")" : ""));
+    row.append(
+      cell(profile, "jhext-grants-profile"),
+      cell(s.image || "-", "font-monospace small"),
+      cell(s.cpu_limit ? String(Math.round(s.cpu_limit * 100) / 100) : "no limit"),
+      cell(mem),
+      cell(gpus, "jhext-grants-gpus"),
+      cell(access.join(", ") || "none"),
+    );
+    return row;
+  });
+  box.querySelector("tbody").replaceChildren(...rows);
+  byId("jhext-grants-caption").textContent = "Your groups: " + (data.groups.join(", ") || "none") + ".";
+  if (data.profiles.length) {
+    const names = data.profiles.map((p) => p.display_name + (p.slug === data.default_profile ? " (default)" : ""));
+    byId("jhext-grants-profiles").textContent = "Profiles you may choose when you start a server: " + names.join(", ") + ".";
+  }
+  box.hidden = false;
 }
 
 /** Volumes over their quota: one alert each above the home page's buttons.
