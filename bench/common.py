@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,3 +63,43 @@ class Comparison:
 
 
 TABLE_HEAD = "| benchmark | ours | baseline | ratio | target |\n|---|---|---|---|---|"
+
+
+class Sampler:
+    """Time one cheap GET every ``interval`` s in a thread, while the caller makes the hub work.
+
+    Used as a context manager; ``latencies`` holds milliseconds.
+    """
+
+    def __init__(self, url: str, headers: dict | None = None, interval: float = 0.02) -> None:
+        import requests  # only the samplers need it
+
+        self.url = url
+        self.interval = interval
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.session = requests.Session()
+        self.session.headers.update(headers or {})
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            self.session.get(self.url, timeout=30).raise_for_status()
+            dt = time.perf_counter() - t0
+            self.latencies.append(dt * 1000)
+            time.sleep(max(0.0, self.interval - dt))
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    """p50, p99, max and count of latencies in ms."""
+    qs = statistics.quantiles(ms, n=100, method="inclusive")
+    return {"p50": statistics.median(ms), "p99": qs[98], "max": max(ms), "n": len(ms)}

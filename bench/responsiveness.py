@@ -12,49 +12,15 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-from common import Figure
+from common import Figure, Sampler, percentiles
 
 from hubctl import Hub, build_images, cleanup_prefix, docker_host, run_in
-
-
-class Sampler:
-    def __init__(self, url: str, interval: float = 0.02) -> None:
-        self.url = url
-        self.interval = interval
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.session = requests.Session()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            self.session.get(self.url, timeout=30).raise_for_status()
-            dt = time.perf_counter() - t0
-            self.latencies.append(dt * 1000)
-            time.sleep(max(0.0, self.interval - dt))
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def percentiles(ms: list[float]) -> dict[str, float]:
-    qs = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"p50": statistics.median(ms), "p99": qs[98], "max": max(ms), "n": len(ms)}
 
 
 def prepare_data(hub: Hub, user: str, megabytes: int) -> None:

@@ -24,15 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import docker
 import requests
-from common import ROOT  # noqa: F401  (puts tests/ on the path)
+from common import Sampler, percentiles
 
 from hubctl import Hub, build_images, cleanup_prefix, docker_host
 
@@ -78,37 +76,6 @@ c.JupyterHub.active_server_limit = 0
 '''
 
 
-class Sampler:
-    def __init__(self, url: str, headers: dict, interval: float = 0.02) -> None:
-        self.url, self.interval = url, interval
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.session = requests.Session()
-        self.session.headers.update(headers)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            self.session.get(self.url, timeout=30).raise_for_status()
-            dt = time.perf_counter() - t0
-            self.latencies.append(dt * 1000)
-            time.sleep(max(0.0, self.interval - dt))
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def pct(ms: list[float]) -> dict[str, float]:
-    qs = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"p50": statistics.median(ms), "p99": qs[98], "max": max(ms), "n": len(ms)}
-
-
 def run_hub(
     workdir: Path, image: str, prefix: str, sleepers: list[str], n: int, scan: float, secs: float
 ) -> dict:
@@ -141,13 +108,13 @@ def run_hub(
             time.sleep(1)
         out = {}
         # the event loop's responsiveness alone, then the usage API alone
-        with Sampler(f"{hub.url}/hub/api/", {}) as api:
+        with Sampler(f"{hub.url}/hub/api/") as api:
             time.sleep(secs)
-        out["api"] = pct(api.latencies)
+        out["api"] = percentiles(api.latencies)
         if scan < 60:
-            with Sampler(usage_url, auth, interval=0.05) as usage:
+            with Sampler(usage_url, headers=auth, interval=0.05) as usage:
                 time.sleep(secs)
-            out["usage"] = pct(usage.latencies)
+            out["usage"] = percentiles(usage.latencies)
         body = requests.get(usage_url, headers=auth, timeout=30).json()
         out["scan_seconds"] = body["scan_seconds"]
         out["rows"] = len(body["servers"])
