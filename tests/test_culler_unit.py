@@ -6,7 +6,7 @@ import pytest
 from traitlets.config import Config
 
 from jupyterhub_ext import culler
-from jupyterhub_ext.culler import CULL, KEEP, WARN, CullerConfig, Extension, decide, deadline
+from jupyterhub_ext.culler import CULL, KEEP, WARN, CullerConfig, Extension, deadline, decide
 
 
 def cfg(**kw) -> CullerConfig:
