@@ -244,6 +244,7 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # c.CullerConfig.extension = 3600  # what one "Keep running" adds
 # c.CullerConfig.max_extensions = 2  # per start of a server
 # c.CullerConfig.interval = 60  # seconds between checks
+# c.CullerConfig.concurrency = 10  # warnings and stops at the same time
 # c.CullerConfig.profile_timeouts = {"gpu": 1800}  # per spawn profile slug
 # c.CullerConfig.notes_path = "jupyterhub_ext_culled.json"
 

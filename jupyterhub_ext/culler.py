@@ -114,6 +114,15 @@ class CullerConfig(Configurable):
         """,
     ).tag(config=True)
 
+    concurrency = Int(
+        10,
+        min=1,
+        help="""
+        How many warnings and stops a check runs at the same time (a stop
+        takes seconds; many servers can come due together).
+        """,
+    ).tag(config=True)
+
     notes_path = Unicode(
         "jupyterhub_ext_culled.json",
         help="""
@@ -303,8 +312,11 @@ class Culler:
 
     async def check_once(self) -> None:
         now = time.time()
+        jobs = []
+        running = set()
         for spawner in self._running():
             user, name = spawner.user.name, spawner.name
+            running.add((user, name))
             # running again: the note about its last cull is no longer news
             _state.drop_note(user, name)
             started = _ts(spawner.orm_spawner.started) or 0.0
@@ -313,10 +325,23 @@ class Culler:
             ext = _state.extension_of(user, name, started)
             what = decide(now, last, timeout, self.cfg.warning, ext)
             if what == WARN:
+                # marked before the delivery: the next check does not warn twice
                 ext.warned_for = deadline(last, timeout, ext) or 0.0
-                await self._warn(spawner, ext.warned_for, ext)
+                jobs.append(self._warn(spawner, ext.warned_for, ext))
             elif what == CULL:
-                await self._cull(spawner, now - last, timeout)
+                jobs.append(self._cull(spawner, now - last, timeout))
+        # servers stopped by their users: forget their extensions
+        for key in set(_state.extensions) - running:
+            del _state.extensions[key]
+        # many servers can come due at once (a class ends): a bounded number
+        # of deliveries and stops at a time, none waiting for all the others
+        limit = asyncio.Semaphore(self.cfg.concurrency)
+
+        async def bounded(job: Any) -> None:
+            async with limit:
+                await job
+
+        await asyncio.gather(*(bounded(j) for j in jobs))
 
     async def _warn(self, spawner: Any, when: float, ext: Extension) -> None:
         from . import quota_notify

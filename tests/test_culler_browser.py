@@ -143,13 +143,19 @@ def test_warning_keep_running_and_cull(make_hub):
             assert "for inactivity" in note.inner_text()
             home.screenshot(path=str(SHOTS / "culling-home-warning.png"), full_page=True)
             note.get_by_role("button", name="Keep running").click()
-            home.locator("#jhext-culling .alert-success").wait_for()
+            kept = home.locator("#jhext-culling .alert-success")
+            kept.wait_for()
+            assert kept.inner_text().startswith("Kept running.")
             assert time.time() < first_deadline, "pressed too late to prove anything"
 
             # the one extension is used: the API says so, with a 409
             r = call(hub, "POST", "/users/alice/keep-running", alice)
             assert r.status_code == 409, r.text
             assert "most allowed" in r.json()["message"]
+
+            # a server she does not have: a clear 4xx, nothing extended
+            r = call(hub, "POST", "/users/alice/servers/nope/keep-running", alice)
+            assert r.status_code in (400, 404) and r.json()["message"], r.text
 
             # still up after the original deadline
             time.sleep(max(0, first_deadline + 8 - time.time()))

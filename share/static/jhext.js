@@ -436,8 +436,8 @@ async function showCulling(api, userPath, serverPath, serverLabel, capitalized) 
     if (s.deadline === null || s.deadline - now > r.data.warning) continue;
     const a = el("div", { class: "alert alert-warning jhext-cull-warning", "data-server-name": name });
     const text = el("span");
-    const describe = (info) => {
-      text.textContent = capitalized(serverLabel(name)) + " stops at " + clock(info.deadline) +
+    const describe = (info, kept) => {
+      text.textContent = (kept ? "Kept running. " : "") + capitalized(serverLabel(name)) + " stops at " + clock(info.deadline) +
         " for inactivity. " + (info.extensions_left ? "Keep running adds " + Math.round(info.extension_seconds / 60) +
         " min (" + info.extensions_left + " left). " : "It can no longer be extended; save your work. ");
     };
@@ -449,7 +449,7 @@ async function showCulling(api, userPath, serverPath, serverLabel, capitalized) 
         btn.disabled = true;
         const res = await api.request("POST", userPath + serverPath(name) + "/keep-running");
         if (res.ok) {
-          describe(res.data);
+          describe(res.data, true);
           a.className = "alert alert-success jhext-cull-warning";
           if (res.data.extensions_left) btn.disabled = false;
           else btn.remove();
