@@ -36,9 +36,7 @@ def test_per_profile_timeout_culls_only_that_profile(make_hub):
     log = hub.log_text()
     line = next(x for x in log.splitlines() if 'action="cull-server"' in x)
     assert 'target="alice"' in line and 'profile="short"' in line and "timeout=20" in line
-    assert 'target="bob"' not in "".join(
-        x for x in log.splitlines() if 'action="cull-server"' in x
-    )
+    assert 'target="bob"' not in "".join(x for x in log.splitlines() if 'action="cull-server"' in x)
 
     bob = requests.get(
         f"{hub.url}/hub/api/users/bob/keep-running",
