@@ -53,3 +53,14 @@ def test_per_profile_timeout_culls_only_that_profile(make_hub):
     # kept on disk for the next visit, even after a hub restart
     notes = json.loads((hub.workdir / "jupyterhub_ext_culled.json").read_text())
     assert notes["alice"][""]["idle_seconds"] >= 20
+
+
+def test_culling_off_keep_running_says_so(make_hub):
+    hub = make_hub()  # no c.CullerConfig.enabled
+    hub.create_user("carol")
+    auth = {"Authorization": f"token {hub.token_for('carol')}"}
+    url = f"{hub.url}/hub/api/users/carol/keep-running"
+    r = requests.get(url, headers=auth, timeout=30)
+    assert r.status_code == 200 and r.json()["enabled"] is False, r.text
+    r = requests.post(url, headers=auth, timeout=30)
+    assert r.status_code == 404 and "CullerConfig.enabled" in r.json()["message"], r.text

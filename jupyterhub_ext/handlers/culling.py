@@ -4,7 +4,8 @@
 ``POST /hub/api/users/{name}/servers/{server}/keep-running`` (named server)
 need the ``servers`` scope on that user (every user has it on themself).
 Answers 200 with the new deadline; 400 the server is not running; 409 no
-extensions are left (the message says so); 404 the culler is not enabled.
+extensions are left (the message says so); 404 the culler is not enabled
+(``GET`` then answers ``{"enabled": false}``).
 
 ``GET`` on the same routes (``read:servers``) gives each running server's
 deadline and extensions left and the notes of servers stopped for
@@ -41,17 +42,25 @@ class KeepRunningAPIHandler(APIHandler):
 
     @needs_scope("read:servers")
     async def get(self, user_name: str, server_name: str = "") -> None:
-        cfg = _enabled()
         user = self.find_user(user_name)
         if user is None:
             raise web.HTTPError(404, f"No such user: {user_name}")
+        cfg = culler.config()
+        if cfg is None:
+            # the home page asks on every visit: no 404 in the hub's log for it
+            self.write(json.dumps({"enabled": False, "servers": {}, "culled": {}, "warning": 0}))
+            return
         servers = {}
         for name in sorted(user.orm_spawners):
             info = culler.server_info(user.spawners[name], cfg)
             if info is not None:
                 servers[name] = info
         notes = dict(culler.state().notes.get(user.name, {}))
-        self.write(json.dumps({"servers": servers, "culled": notes, "warning": cfg.warning}))
+        self.write(
+            json.dumps(
+                {"enabled": True, "servers": servers, "culled": notes, "warning": cfg.warning}
+            )
+        )
 
     @needs_scope("servers")
     async def post(self, user_name: str, server_name: str = "") -> None:

@@ -421,7 +421,7 @@ async function showCulling(api, userPath, serverPath, serverLabel, capitalized) 
   } catch (e) {
     return;
   }
-  if (!r.ok || !r.data) return; // 404: culling is not enabled on this hub
+  if (!r.ok || !r.data || !r.data.enabled) return; // culling is not enabled on this hub
   const clock = (ts) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   const now = Date.now() / 1000;
   const alerts = [];
