@@ -234,5 +234,19 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # c.ExtDockerSpawner.volume_set["home"]["hard_limit"] = "10G"
 # c.ExtDockerSpawner.volume_set["home"]["on_hard_limit"] = "refuse"  # or "warn"
 
+# --- Idle culling with a warning (docs/features/culling.md) ------------------
+# Stops servers idle for `timeout` seconds; `warning` seconds before, the user
+# gets a notification in JupyterLab and a Keep running button on the home page.
+# Use it instead of jupyterhub-idle-culler, not beside it.
+# c.CullerConfig.enabled = True
+# c.CullerConfig.timeout = 3600  # seconds idle (0: never)
+# c.CullerConfig.warning = 600  # warn this long before the stop
+# c.CullerConfig.extension = 3600  # what one "Keep running" adds
+# c.CullerConfig.max_extensions = 2  # per start of a server
+# c.CullerConfig.interval = 60  # seconds between checks
+# c.CullerConfig.concurrency = 10  # warnings and stops at the same time
+# c.CullerConfig.profile_timeouts = {"gpu": 1800}  # per spawn profile slug
+# c.CullerConfig.notes_path = "jupyterhub_ext_culled.json"
+
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

@@ -76,6 +76,11 @@ def apply(c: Any) -> None:
     metrics.register()
     usage.schedule()
 
+    # idle culling with a warning (c.CullerConfig.enabled)
+    from . import culler
+
+    culler.configure(c)
+
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")
         if raw is not None:

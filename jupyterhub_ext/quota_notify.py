@@ -16,13 +16,15 @@ from . import broadcast_tokens, fanout
 from .broadcast import NotificationsConfig
 
 
-def _targets(app: Any, user_name: str) -> list[fanout.Target]:
+def _targets(app: Any, user_name: str, only: str | None = None) -> list[fanout.Target]:
     orm_user = orm.User.find(app.db, user_name)
     if orm_user is None:
         return []
     user = app.users[orm_user]
     out = []
     for name in sorted(orm_user.orm_spawners):
+        if only is not None and name != only:
+            continue
         spawner = user.spawners[name]
         if spawner.ready and spawner.server is not None:
             out.append(fanout.Target(user.name, name, spawner.server.url))
@@ -35,9 +37,23 @@ def _ssl_context(app: Any) -> Any:
     return make_ssl_context(app.internal_ssl_key, app.internal_ssl_cert, cafile=app.internal_ssl_ca)
 
 
-async def to_user(app: Any, user_name: str, message: str, variant: str = "warning") -> int:
+async def to_user(
+    app: Any, user_name: str, message: str, variant: str = "warning", sender: str = "quota"
+) -> int:
     """Send ``message`` to every running server of ``user_name``; returns how many got it."""
-    targets = _targets(app, user_name)
+    return await _send(app, _targets(app, user_name), message, variant, sender)
+
+
+async def to_server(
+    app: Any, user_name: str, server_name: str, message: str, sender: str, variant: str = "warning"
+) -> int:
+    """Send ``message`` to one server of ``user_name`` ("" = default); 1 if it got it."""
+    return await _send(app, _targets(app, user_name, server_name), message, variant, sender)
+
+
+async def _send(
+    app: Any, targets: list[fanout.Target], message: str, variant: str, sender: str
+) -> int:
     if not targets:
         return 0
     cfg = NotificationsConfig(config=app.config)
@@ -53,7 +69,7 @@ async def to_user(app: Any, user_name: str, message: str, variant: str = "warnin
         "autoClose": False,  # stays until the user closes it
         "immediate": True,
         "actions": [],
-        "data": {"source": "jupyterhub-ext", "sender": "quota"},
+        "data": {"source": "jupyterhub-ext", "sender": sender},
     }
     try:
         results = await fanout.deliver(

@@ -17,6 +17,7 @@ class StaticHandler(StaticFileHandler):
 
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
+    from .culling import KeepRunningAPIHandler
     from .profiles import GrantsAPIHandler
     from .restart import RestartServerAPIHandler
     from .volumes import ManageVolumesAPIHandler
@@ -29,6 +30,9 @@ def default_handlers() -> list[tuple]:
         (r"/api/users/([^/]+)/servers/([^/]+)/manage-volumes", ManageVolumesAPIHandler),
         # profiles: what each server gets (docs/features/profiles.md)
         (r"/api/users/([^/]+)/grants", GrantsAPIHandler),
+        # idle culling: keep a server running (docs/features/culling.md)
+        (r"/api/users/([^/]+)/keep-running", KeepRunningAPIHandler),
+        (r"/api/users/([^/]+)/servers/([^/]+)/keep-running", KeepRunningAPIHandler),
     ]
     routes.extend(notifications.default_handlers())
     routes.extend(rename.handlers())

@@ -407,6 +407,62 @@ export function homePage() {
   });
   showQuotaWarnings(api, userPath);
   showGrants(api, userPath);
+  showCulling(api, userPath, serverPath, serverLabel, capitalized);
+}
+
+/** Idle culling: for each server near its stop a note with a Keep running button,
+ * and for servers stopped for inactivity why (GET/POST users/{name}/keep-running). */
+async function showCulling(api, userPath, serverPath, serverLabel, capitalized) {
+  const box = byId("jhext-culling");
+  if (!box) return;
+  let r;
+  try {
+    r = await api.request("GET", userPath + "/keep-running");
+  } catch (e) {
+    return;
+  }
+  if (!r.ok || !r.data || !r.data.enabled) return; // culling is not enabled on this hub
+  const clock = (ts) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const now = Date.now() / 1000;
+  const alerts = [];
+  for (const [name, note] of Object.entries(r.data.culled || {})) {
+    const a = el("div", { class: "alert alert-info jhext-culled", "data-server-name": name });
+    a.textContent = capitalized(serverLabel(name)) + " was stopped at " + clock(note.at) + " after " +
+      Math.round(note.idle_seconds / 60) + " min without activity (the limit is " +
+      Math.round(note.timeout / 60) + " min). Your files are kept; start it again when you need it.";
+    alerts.push(a);
+  }
+  for (const [name, s] of Object.entries(r.data.servers || {})) {
+    if (s.deadline === null || s.deadline - now > r.data.warning) continue;
+    const a = el("div", { class: "alert alert-warning jhext-cull-warning", "data-server-name": name });
+    const text = el("span");
+    const describe = (info, kept) => {
+      text.textContent = (kept ? "Kept running. " : "") + capitalized(serverLabel(name)) + " stops at " + clock(info.deadline) +
+        " for inactivity. " + (info.extensions_left ? "Keep running adds " + Math.round(info.extension_seconds / 60) +
+        " min (" + info.extensions_left + " left). " : "It can no longer be extended; save your work. ");
+    };
+    describe(s);
+    a.appendChild(text);
+    if (s.extensions_left) {
+      const btn = el("button", { type: "button", class: "btn btn-sm btn-warning jhext-keep-running" }, "Keep running");
+      btn.addEventListener("click", async () => {
+        btn.disabled = true;
+        const res = await api.request("POST", userPath + serverPath(name) + "/keep-running");
+        if (res.ok) {
+          describe(res.data, true);
+          a.className = "alert alert-success jhext-cull-warning";
+          if (res.data.extensions_left) btn.disabled = false;
+          else btn.remove();
+        } else {
+          text.textContent = errorText(res) + " ";
+        }
+      });
+      a.appendChild(btn);
+    }
+    alerts.push(a);
+  }
+  box.replaceChildren(...alerts);
+  box.hidden = !alerts.length;
 }
 
 /** "What you get": per server its profile, image, limits, GPUs and Docker access,
