@@ -7,7 +7,7 @@ validation, a queue drained by GET .../notifications), plus, for the "hung"
 runs, one endpoint that accepts the connection and never answers. Then it
 times what the hub does for one broadcast, for each N: mint one token per
 target in a JupyterHub database (JupyterHub's own ORM on an sqlite file, as a
-hub has), ``jupyterhub_ext.fanout.deliver``, and delete the tokens. It checks
+hub has), ``jupyterhub_ext.notifications.fanout.deliver``, and delete the tokens. It checks
 every endpoint really queued the message with its own token (and no token is
 left), and prints medians and spread.
 
@@ -145,8 +145,8 @@ class HubDatabase:
 
         from jupyterhub import orm
 
-        from jupyterhub_ext import broadcast_tokens
-        from jupyterhub_ext.broadcast import SERVICE_ROLE
+        from jupyterhub_ext.notifications import tokens as broadcast_tokens
+        from jupyterhub_ext.notifications.broadcast import SERVICE_ROLE
 
         logging.disable(logging.INFO)  # alembic's schema set-up chatter
         try:
@@ -174,8 +174,8 @@ async def one_run(
     Returns (total seconds, seconds until every answering server had it,
     seconds spent minting and deleting tokens) and the token each target got.
     """
-    from jupyterhub_ext import broadcast_tokens
-    from jupyterhub_ext.fanout import deliver
+    from jupyterhub_ext.notifications import tokens as broadcast_tokens
+    from jupyterhub_ext.notifications.fanout import deliver
 
     done: list[float] = []
 
@@ -227,7 +227,7 @@ def summary(n: int, hung: bool, runs: list[tuple[float, float, float]]) -> dict:
 
 async def measure(n: int, args: argparse.Namespace, token: str, hub: HubDatabase) -> list[dict]:
     """Runs without and with the hung endpoint, interleaved (fair under load)."""
-    from jupyterhub_ext.fanout import Target
+    from jupyterhub_ext.notifications.fanout import Target
 
     child = await asyncio.create_subprocess_exec(
         sys.executable,

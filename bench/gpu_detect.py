@@ -40,7 +40,8 @@ if str(ROOT) not in sys.path:
 
 import docker  # noqa: E402
 
-from jupyterhub_ext import dockerpool, gpu  # noqa: E402
+from jupyterhub_ext import gpu  # noqa: E402
+from jupyterhub_ext.engine import dockerpool  # noqa: E402
 
 SOCKETS = ("unix:///run/jupyterhub-ext-docker/docker.sock", "unix:///var/run/docker.sock")
 

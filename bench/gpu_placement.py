@@ -20,13 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+from jupyterhub_ext.engine.labels import LABEL_GPU_DEVICES  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.gpu_detect import engine_client, local_image, stats  # noqa: E402
-from jupyterhub_ext import profiles as P  # noqa: E402
-from jupyterhub_ext.volumes import LABEL_MANAGED  # noqa: E402
+from jupyterhub_ext.engine.labels import LABEL_MANAGED  # noqa: E402
+from jupyterhub_ext.profiles import rules as P  # noqa: E402
 
 
 def main() -> None:
@@ -48,7 +50,7 @@ def main() -> None:
                 name=f"{prefix}-{i}",
                 labels={
                     LABEL_MANAGED: "true",
-                    P.LABEL_GPU_DEVICES: devices[i % len(devices)],
+                    LABEL_GPU_DEVICES: devices[i % len(devices)],
                 },
                 host_config=client.create_host_config(network_mode="none"),
             )

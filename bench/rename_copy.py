@@ -5,9 +5,9 @@ Builds one tree (a big file, many small files, hard links, symlinks) in a host
 directory and in a Docker volume, then times, in the same run:
 
 - ``cp -a`` of the tree on the host (what an admin would do by hand),
-- the rename's copy: ``jupyterhub_ext.volcopy.copy_volume`` (helper container
+- the rename's copy: ``jupyterhub_ext.rename.volcopy.copy_volume`` (helper container
   start, ``cp -a`` volume to volume, ``sync``, progress polling, removal),
-- the rename's check: ``jupyterhub_ext.volcopy.verify_copy`` (checksums,
+- the rename's check: ``jupyterhub_ext.rename.volcopy.verify_copy`` (checksums,
   owners, modes, times, links of both trees).
 
 Prints median and spread (min-max) of each over ``--repeat`` runs and the
@@ -37,7 +37,11 @@ import docker
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jupyterhub_ext import dockerpool, volcopy  # noqa: E402
+from jupyterhub_ext.engine import (  # noqa: E402
+    calls,  # noqa: E402
+    dockerpool,  # noqa: E402
+)
+from jupyterhub_ext.rename import volcopy  # noqa: E402
 
 
 def make_tree(root: Path, size_mb: int, small_files: int) -> int:
@@ -94,7 +98,7 @@ def default_image() -> str:
 
 async def seed_volume(api: docker.APIClient, image: str, host_dir: Path, volume: str) -> None:
     api.create_volume(volume)
-    result = await volcopy.run_helper(
+    result = await calls.run_helper(
         api,
         image=image,
         name=f"{volume}-seed",

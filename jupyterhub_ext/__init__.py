@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from jupyterhub_ext.paths import static_path, template_path
 
 __version__ = "0.1.0"
-
-
-def template_path() -> str:
-    """The directory of our page templates, for ``c.JupyterHub.template_paths``.
-
-    In a wheel the templates ship inside the package; in a source checkout
-    they live in ``share/templates`` at the top of the repository.
-    """
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "share" / "templates"):
-        if (candidate / "home.html").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"jupyterhub_ext templates not found next to {here}")
-
-
-def static_path() -> str:
-    """Our pages' script (``jhext.js``), served under ``/hub/jupyterhub-ext/static/``."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "static", here.parent / "share" / "static"):
-        if (candidate / "jhext.js").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"jupyterhub_ext static files not found next to {here}")
 
 
 def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
@@ -37,7 +15,7 @@ def setup(c) -> None:  # noqa: ANN001 - a traitlets Config
     not at someone's first spawn.
     """
     # the module is not named "setup": importing it would shadow this function
-    from .hubsetup import apply
+    from jupyterhub_ext.hubconfig import apply
 
     apply(c)
 
@@ -47,7 +25,7 @@ def admin_users_from_env(var: str = "JUPYTERHUB_ADMIN_USERS") -> set[str]:
 
     For ``c.Authenticator.admin_users`` in a config: no admin name is built in.
     """
-    from .accounts import admin_users_from_env as read
+    from jupyterhub_ext.accounts.signup import admin_users_from_env as read
 
     return read(var)
 

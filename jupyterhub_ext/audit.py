@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 log = logging.getLogger("jupyterhub_ext.audit")
@@ -24,7 +25,16 @@ def audit(actor: str, action: str, target: str, result: str, **details: Any) -> 
     parts.append(f"result={_fmt(result)}")
     parts += [f"{key}={_fmt(value)}" for key, value in sorted(details.items())]
     log.info("AUDIT %s", " ".join(parts))
-    # counted for Prometheus too (imported here: metrics imports much of the package)
-    from . import metrics
+    for listener in _listeners:
+        listener(action, result, details)
 
-    metrics.observe_audit(action, result, details)
+
+# Who else hears of each action (the Prometheus counters subscribe when
+# jupyterhub_ext.usage.metrics is imported); audit itself imports nothing of ours.
+_listeners: list[Callable[[str, str, Mapping[str, Any]], None]] = []
+
+
+def subscribe(listener: Callable[[str, str, Mapping[str, Any]], None]) -> None:
+    """Call ``listener(action, result, details)`` for every audited action."""
+    if listener not in _listeners:
+        _listeners.append(listener)

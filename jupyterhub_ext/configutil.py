@@ -28,3 +28,15 @@ def any_section(c: Any, name: str, suffix: str) -> Any:
             if value is not None:
                 return value
     return None
+
+
+# where a spawner trait may be set, weakest first
+TRAIT_SECTIONS = ("Spawner", "DockerSpawner", "ExtDockerSpawner")
+
+
+def spawner_setting(c: Any, name: str, default: Any) -> Any:
+    """A spawner trait as ExtDockerSpawner will see it (subclass sections win)."""
+    value = default
+    for section in TRAIT_SECTIONS:
+        value = configured(c, section, name, value)
+    return value

@@ -32,8 +32,8 @@ from typing import Any
 from traitlets import Bool, Dict, Int, Unicode
 from traitlets.config import Configurable
 
-from .audit import audit
-from .handlers._common import target_label
+from jupyterhub_ext.audit import audit
+from jupyterhub_ext.handlers._common import target_label
 
 log = logging.getLogger("jupyterhub_ext.culler")
 
@@ -344,7 +344,7 @@ class Culler:
         await asyncio.gather(*(bounded(j) for j in jobs))
 
     async def _warn(self, spawner: Any, when: float, ext: Extension) -> None:
-        from . import quota_notify
+        from jupyterhub_ext.notifications import quota_notify
 
         user, name = spawner.user.name, spawner.name
         left = max(0, self.cfg.max_extensions - ext.used)

@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import docker
-from docker.types import DeviceRequest
+from jupyterhub_ext.engine import APIClient, DeviceRequest
+from jupyterhub_ext.engine.errors import APIError, NotFound, explain
+from jupyterhub_ext.engine.labels import LABEL_GPU_PROBE
 
 MODES = ("off", "on", "auto")
 
@@ -32,7 +33,6 @@ NVIDIA_CAPABILITIES = ("compute", "compat32", "graphics", "utility", "video", "d
 CDI_GPU_KINDS = ("nvidia.com/gpu", "amd.com/gpu")
 CDI_DEFAULT_KIND = "nvidia.com/gpu"
 
-LABEL_GPU_PROBE = "jupyterhub-ext.gpu-probe"
 
 VIA_RUNTIME = "nvidia-runtime"
 VIA_CDI = "cdi"
@@ -193,7 +193,7 @@ def report_from_info(info: Mapping[str, Any]) -> EngineGpuReport:
     )
 
 
-def info_check(client: docker.APIClient) -> EngineGpuReport:
+def info_check(client: APIClient) -> EngineGpuReport:
     """Blocking: one ``docker info`` call."""
     t0 = time.perf_counter()
     report = report_from_info(client.info())
@@ -201,7 +201,7 @@ def info_check(client: docker.APIClient) -> EngineGpuReport:
 
 
 def probe_check(
-    client: docker.APIClient,
+    client: APIClient,
     image: str,
     command: Sequence[str] = ("nvidia-smi", "-L"),
     *,
@@ -224,7 +224,7 @@ def probe_check(
     )
     try:
         client.inspect_image(image)
-    except docker.errors.NotFound:
+    except NotFound:
         return _stamped(
             EngineGpuReport(
                 False,
@@ -251,9 +251,9 @@ def probe_check(
     try:
         try:
             client.start(cid)
-        except docker.errors.APIError as e:
+        except APIError as e:
             return _stamped(
-                EngineGpuReport(False, detail=f"GPU probe refused: {_explain(e)}", **keep), t0
+                EngineGpuReport(False, detail=f"GPU probe refused: {explain(e)}", **keep), t0
             )
         try:
             code = client.wait(cid, timeout=timeout)["StatusCode"]
@@ -273,15 +273,8 @@ def probe_check(
     finally:
         try:
             client.remove_container(cid, force=True)
-        except docker.errors.APIError:
+        except APIError:
             pass
-
-
-def _explain(e: docker.errors.APIError) -> str:
-    text = e.explanation
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return str(text or e)
 
 
 def _stamped(report: EngineGpuReport, t0: float) -> EngineGpuReport:
@@ -290,7 +283,7 @@ def _stamped(report: EngineGpuReport, t0: float) -> EngineGpuReport:
     )
 
 
-def engine_key(client: docker.APIClient) -> str:
+def engine_key(client: APIClient) -> str:
     """Which engine a client talks to (docker-py names every unix socket http+docker://localhost)."""
     adapter = getattr(client, "_custom_adapter", None)
     return str(getattr(adapter, "socket_path", None) or client.base_url)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .configutil import configured
+from jupyterhub_ext.configutil import configured
 
 MANAGE_VOLUMES = "custom:jupyterhub-ext:manage-volumes"
 BROADCAST = "custom:jupyterhub-ext:broadcast"

@@ -105,7 +105,7 @@ class Hub:
     def _config(self, extra: str, authenticator: str, spawner_class: str, setup: bool) -> str:
         w = self.workdir
         # NativeAuthenticator hubs refuse to start while an admin name has no
-        # account (jupyterhub_ext.accounts); their tests use the service token
+        # account (jupyterhub_ext.accounts.signup); their tests use the service token
         admins = "set()" if authenticator == "native" else '{"admin"}'
         head = f"""
         import jupyterhub_ext
@@ -379,7 +379,7 @@ def can_login(hub: Hub, name: str, password: str) -> bool:
 
 
 def volume_manifest(image: str, volume: str) -> dict:
-    """jupyterhub_ext.treeverify's manifest of a volume, made in a root helper container."""
+    """jupyterhub_ext.rename.treeverify's manifest of a volume, made in a root helper container."""
     src = (ROOT / "jupyterhub_ext" / "treeverify.py").read_text()
     client = docker.from_env(version="auto")
     client.volumes.get(volume)  # raises NotFound: never let the mount create it

@@ -20,7 +20,7 @@ import pytest
 from test_recipes import init_hub
 
 from hubctl import HubError, can_login, signup
-from jupyterhub_ext import accounts
+from jupyterhub_ext.accounts import signup as accounts
 
 ADMIN = "root-x"
 ADMIN_PASSWORD = "admin-correct-horse-7"

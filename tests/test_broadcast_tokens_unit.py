@@ -8,9 +8,9 @@ import pytest
 from jupyterhub import orm
 from jupyterhub.scopes import get_scopes_for
 
-from jupyterhub_ext import broadcast_tokens
-from jupyterhub_ext.broadcast import SERVICE_ROLE
-from jupyterhub_ext.fanout import Target
+from jupyterhub_ext.notifications import tokens as broadcast_tokens
+from jupyterhub_ext.notifications.broadcast import SERVICE_ROLE
+from jupyterhub_ext.notifications.fanout import Target
 
 SERVICE = "jupyterhub-ext-notifier"
 

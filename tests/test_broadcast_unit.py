@@ -10,7 +10,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 import jupyterhub_ext
-from jupyterhub_ext.broadcast import (
+from jupyterhub_ext.notifications.broadcast import (
     MAX_AUTO_CLOSE_MS,
     SERVICE_ROLE,
     VARIANTS,

@@ -10,10 +10,11 @@ import docker
 import pytest
 from traitlets.config import Config
 
-from jupyterhub_ext import compat, dockerpool, netutil, readiness
-from jupyterhub_ext.hubsetup import check_docker_spawner_options
-from jupyterhub_ext.spawner import DEFAULT_VOLUME_SET, ExtDockerSpawner
-from jupyterhub_ext.volumes import VolumeSetError, parse_volume_set
+from jupyterhub_ext.engine import dockerpool
+from jupyterhub_ext.hubconfig import check_docker_spawner_options
+from jupyterhub_ext.spawner import DEFAULT_VOLUME_SET, ExtDockerSpawner, compat, readiness
+from jupyterhub_ext.spawner import hostnet as netutil
+from jupyterhub_ext.storage.volumes import VolumeSetError, parse_volume_set
 
 DOCS_VOLUMES = {"jupyterhub-user-{username}": "/home/jovyan/work"}
 

@@ -61,7 +61,7 @@ def deploy_env(monkeypatch, tmp_path):
 
 
 async def test_deploy_config_loads(tmp_path, deploy_env):
-    from jupyterhub_ext.accounts import AccountsMissing, main
+    from jupyterhub_ext.accounts.signup import AccountsMissing, main
 
     config = f"load_subconfig({str(DEPLOY / 'jupyterhub_config.py')!r})\n"
     # sign-up is open in the recipe: no start until the admin has an account,

@@ -9,7 +9,7 @@ from jupyterhub.app import JupyterHub
 
 import jupyterhub_ext
 from jupyterhub_ext.spawner import ExtDockerSpawner
-from jupyterhub_ext.volumes import parse_volume_set
+from jupyterhub_ext.storage.volumes import parse_volume_set
 
 ROOT = Path(__file__).resolve().parent.parent
 

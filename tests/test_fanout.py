@@ -18,8 +18,8 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from jupyterhub_ext import fanout
-from jupyterhub_ext.fanout import NOT_INSTALLED, Target, deliver
+from jupyterhub_ext.notifications import fanout
+from jupyterhub_ext.notifications.fanout import NOT_INSTALLED, Target, deliver
 
 TOKEN = "s3cret-token-value-0123456789abcdef"
 

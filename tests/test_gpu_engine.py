@@ -27,7 +27,8 @@ import docker
 import pytest
 
 from hubctl import launch_chromium
-from jupyterhub_ext import dockerpool, gpu
+from jupyterhub_ext import gpu
+from jupyterhub_ext.engine import dockerpool
 
 pytestmark = pytest.mark.docker
 

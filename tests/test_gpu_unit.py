@@ -221,7 +221,7 @@ async def test_unreachable_engine_is_reported_not_cached(tmp_path):
     """An engine that does not answer: GPUs off with the reason, and nothing cached."""
     import docker
 
-    from jupyterhub_ext import dockerpool
+    from jupyterhub_ext.engine import dockerpool
 
     client = docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41")
     detector = gpu.GpuDetector()

@@ -8,8 +8,9 @@ import pytest
 from jupyterhub import orm
 from traitlets.config import Config
 
-from jupyterhub_ext import grants, objects
-from jupyterhub_ext.hubsetup import check_gpu_config, configure_groups
+from jupyterhub_ext.hubconfig import check_gpu_config, configure_groups
+from jupyterhub_ext.spawner import grants
+from jupyterhub_ext.spawner import hostconfig as objects
 
 
 def test_decide_access_by_group_only():

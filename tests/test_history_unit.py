@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jupyterhub_ext.history import HistoryStore
+from jupyterhub_ext.notifications.history import HistoryStore
 
 
 def test_entries_survive_a_new_store_newest_first(tmp_path):

@@ -72,7 +72,7 @@ def cli(hub: Hub, token: str, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, JUPYTERHUB_API_URL=f"{hub.url}/hub/api", JUPYTERHUB_API_TOKEN=token)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "jupyterhub_ext.notify_cli", *args],
+        [sys.executable, "-m", "jupyterhub_ext.notifications.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 
 from docker.types import DeviceRequest, Mount
 
-from jupyterhub_ext.objects import merge_fragments, normalize_binds
+from jupyterhub_ext.spawner.hostconfig import merge_fragments, normalize_binds
 
 
 def test_lists_concatenate_and_dicts_merge():
@@ -38,7 +38,7 @@ def test_binds_dict_and_list_forms_normalize():
 
 
 def test_anonymous_volumes_are_told_from_named_ones():
-    from jupyterhub_ext.objects import anonymous_volumes
+    from jupyterhub_ext.spawner.hostconfig import anonymous_volumes
 
     anon = "a" * 60 + "0f12"
     mounts = [

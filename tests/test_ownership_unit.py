@@ -12,9 +12,10 @@ from dockerspawner import DockerSpawner
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from jupyterhub_ext import ownership, usernames
-from jupyterhub_ext.objects import container_labels
-from jupyterhub_ext.volumes import VolumeSetError, parse_volume_set, volume_labels
+from jupyterhub_ext.accounts import usernames
+from jupyterhub_ext.engine import ownership
+from jupyterhub_ext.spawner.hostconfig import container_labels
+from jupyterhub_ext.storage.volumes import VolumeSetError, parse_volume_set, volume_labels
 
 escape = DockerSpawner._escape
 ALICE = ownership.Owner(1, "alice", "2026-01-01T10:00:00")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from jupyterhub_ext import gpu
-from jupyterhub_ext import profiles as P
+from jupyterhub_ext.engine.labels import LABEL_GPU_DEVICES, LABEL_MEM_GUARANTEE, LABEL_PROFILE
 from jupyterhub_ext.spawner import ExtDockerSpawner
 
 RAW = [
@@ -83,9 +83,9 @@ def test_labels_carry_profile_gpus_and_guarantee():
     s.apply_profile(s.parsed_profiles[0])
     s._gpu_held = ("GPU-b",)
     assert s.profile_labels() == {
-        P.LABEL_PROFILE: "g",
-        P.LABEL_GPU_DEVICES: "GPU-b",
-        P.LABEL_MEM_GUARANTEE: str(1024**3),
+        LABEL_PROFILE: "g",
+        LABEL_GPU_DEVICES: "GPU-b",
+        LABEL_MEM_GUARANTEE: str(1024**3),
     }
     assert s.profile_host_config() == {"mem_reservation": 1024**3}
 

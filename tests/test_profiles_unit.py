@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyterhub_ext import profiles as P
+from jupyterhub_ext.engine.labels import LABEL_GPU_DEVICES
+from jupyterhub_ext.profiles import rules as P
 
 RAW = [
     {"slug": "small", "display_name": "Small", "cpu_limit": 1, "mem_limit": "2G", "default": True},
@@ -95,7 +96,7 @@ def test_pick_devices_least_loaded_and_exclusive():
 
 def test_device_load_reads_labels():
     load = P.device_load(
-        [{P.LABEL_GPU_DEVICES: "0,2"}, {P.LABEL_GPU_DEVICES: "2"}, {}, None, {"other": "x"}]
+        [{LABEL_GPU_DEVICES: "0,2"}, {LABEL_GPU_DEVICES: "2"}, {}, None, {"other": "x"}]
     )
     assert load == {"0": 1, "2": 2}
 
@@ -110,12 +111,12 @@ def test_sequential_picks_never_exceed_capacity(n_dev, per, wants):
     held: list[list[str]] = []
     for w in wants:
         got = P.pick_devices(
-            devs, P.device_load({P.LABEL_GPU_DEVICES: ",".join(h)} for h in held), w, per
+            devs, P.device_load({LABEL_GPU_DEVICES: ",".join(h)} for h in held), w, per
         )
         if got is not None:
             assert len(got) == w == len(set(got))
             held.append(got)
-    load = P.device_load({P.LABEL_GPU_DEVICES: ",".join(h)} for h in held)
+    load = P.device_load({LABEL_GPU_DEVICES: ",".join(h)} for h in held)
     assert all(v <= per for v in load.values())
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from jupyterhub_ext import quota
-from jupyterhub_ext.volumes import VolumeSetError, parse_size, parse_volume_set
+from jupyterhub_ext.storage.volumes import VolumeSetError, parse_size, parse_volume_set
+from jupyterhub_ext.usage import quota
 
 
 def spec(**fields):

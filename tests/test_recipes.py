@@ -133,7 +133,7 @@ def assert_common(app: JupyterHub, log: Captured) -> None:
 async def test_native_recipes(tmp_path, recipe_env, name, open_signup, enable_signup):
     from nativeauthenticator import NativeAuthenticator
 
-    from jupyterhub_ext.accounts import AccountsMissing, main
+    from jupyterhub_ext.accounts.signup import AccountsMissing, main
 
     config = with_recipe(recipe(name))
     if enable_signup:
@@ -263,7 +263,7 @@ def test_setup_survives_importing_its_module():
 
     from traitlets.config import Config
 
-    importlib.import_module("jupyterhub_ext.hubsetup")
+    importlib.import_module("jupyterhub_ext.hubconfig")
     assert callable(jupyterhub_ext.setup)
     for _ in range(2):
         c = Config()

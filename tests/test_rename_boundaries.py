@@ -231,8 +231,9 @@ def test_boundary_racing_volume_create_never_copies_into_anothers_volume(
     """
     import asyncio
 
-    from jupyterhub_ext import dockerpool, rename
-    from jupyterhub_ext.rename_db import RenameJob
+    from jupyterhub_ext.engine import dockerpool
+    from jupyterhub_ext.rename import runner as rename
+    from jupyterhub_ext.rename.journal import RenameJob
 
     src, dst = f"{run_prefix}-race-src", f"{run_prefix}-race-dst"
     owner = {"jupyterhub-ext.owner-id": "7", "jupyterhub-ext.owner-name": "ann"}

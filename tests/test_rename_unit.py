@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyterhub_ext import treeverify
-from jupyterhub_ext.rename import namespace, plan_moves_pure
-from jupyterhub_ext.volcopy import parse_du
+from jupyterhub_ext.rename import treeverify
+from jupyterhub_ext.rename.runner import namespace, plan_moves_pure
+from jupyterhub_ext.rename.volcopy import parse_du
 
 
 def make_tree(root: Path) -> None:
@@ -151,7 +151,7 @@ def test_parse_du():
 
 
 def test_static_head_scopes_label_lookups_to_this_hub():
-    from jupyterhub_ext.rename import static_head
+    from jupyterhub_ext.rename.runner import static_head
 
     ns = {"prefix": "jupyter", "servername": "", "imagename": "img"}
     assert static_head("{prefix}-{username}", ns) == "jupyter-"
@@ -164,7 +164,7 @@ def test_db_listeners_follow_native_row_guard_null_and_journal(tmp_path):
     import nativeauthenticator.orm as native
     from jupyterhub import orm
 
-    from jupyterhub_ext import rename_db
+    from jupyterhub_ext.rename import journal as rename_db
 
     rename_db.install()
     db = orm.new_session_factory(f"sqlite:///{tmp_path}/jupyterhub.sqlite")()
@@ -214,7 +214,7 @@ def test_db_listeners_follow_native_row_guard_null_and_journal(tmp_path):
 def _db(tmp_path):
     from jupyterhub import orm
 
-    from jupyterhub_ext import rename_db
+    from jupyterhub_ext.rename import journal as rename_db
 
     rename_db.install()
     return orm.new_session_factory(f"sqlite:///{tmp_path}/jupyterhub.sqlite")()
@@ -224,7 +224,8 @@ def test_boundary_reused_user_id_does_not_inherit_rename_job(tmp_path):
     """A stranger who gets a deleted user's id (SQLite reuses the last id) gets none of her jobs."""
     from jupyterhub import orm
 
-    from jupyterhub_ext import rename, rename_db
+    from jupyterhub_ext.rename import journal as rename_db
+    from jupyterhub_ext.rename import runner as rename
 
     db = _db(tmp_path)
     db.add(orm.User(name="first"))
@@ -258,7 +259,8 @@ def test_boundary_new_rows_refused_under_reserved_name(tmp_path):
     import nativeauthenticator.orm as native
     from jupyterhub import orm
 
-    from jupyterhub_ext import rename, rename_db
+    from jupyterhub_ext.rename import journal as rename_db
+    from jupyterhub_ext.rename import runner as rename
 
     db = _db(tmp_path)
     native.Base.metadata.create_all(db.get_bind())
@@ -291,7 +293,7 @@ def test_rename_api_never_shows_driver_options():
     """Docker reports driver options resolved (secrets included); older journal rows held them."""
     from datetime import datetime
 
-    from jupyterhub_ext.rename_db import RenameJob
+    from jupyterhub_ext.rename.journal import RenameJob
 
     job = RenameJob(
         key="k",
@@ -315,7 +317,7 @@ def test_privileged_settings_name_what_grants_to_the_name(tmp_path):
 
     from jupyterhub import orm
 
-    from jupyterhub_ext import rename
+    from jupyterhub_ext.rename import runner as rename
 
     db = _db(tmp_path)
     db.add(orm.Role(name="peek", scopes=["read:users!user=dora", "servers!server=ed/lab"]))

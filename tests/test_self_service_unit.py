@@ -10,8 +10,8 @@ import time
 import pytest
 
 from jupyterhub_ext import audit as audit_mod
-from jupyterhub_ext.volume_ops import ResetRequestError, SizeCache, parse_reset_request
-from jupyterhub_ext.volumes import parse_volume_set
+from jupyterhub_ext.storage.volume_ops import ResetRequestError, SizeCache, parse_reset_request
+from jupyterhub_ext.storage.volumes import parse_volume_set
 
 SPECS = parse_volume_set(
     {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from jupyterhub_ext.volumes import parse_volume_set
+from jupyterhub_ext.storage.volumes import parse_volume_set
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "features" / "storage.md"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jupyterhub_ext import archive, secretopts
-from jupyterhub_ext.storage import check_at_hub_start
-from jupyterhub_ext.volumes import VolumeSetError, parse_volume_set
+from jupyterhub_ext.storage import archive, secretopts
+from jupyterhub_ext.storage.mixin import check_at_hub_start
+from jupyterhub_ext.storage.volumes import VolumeSetError, parse_volume_set
 
 # -- secret placeholders ------------------------------------------------------
 

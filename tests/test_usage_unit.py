@@ -8,8 +8,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from jupyterhub_ext import metrics, usage
-from jupyterhub_ext.usage import ServerUsage, Snapshot
+from jupyterhub_ext.usage import metrics
+from jupyterhub_ext.usage import scan as usage
+from jupyterhub_ext.usage.scan import ServerUsage, Snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,7 +145,7 @@ def test_dashboard_uses_only_metrics_we_export():
     text = (ROOT / "deploy" / "grafana" / "jupyterhub-ext-usage.json").read_text()
     used = set(re.findall(r"jupyterhub_ext_[a-z_]+", text))
     exported = set(
-        re.findall(r'PREFIX \+ "([a-z_]+)"', (ROOT / "jupyterhub_ext" / "metrics.py").read_text())
+        re.findall(r'PREFIX \+ "([a-z_]+)"', (ROOT / "jupyterhub_ext/usage/metrics.py").read_text())
     )
     names = set()
     for n in exported:

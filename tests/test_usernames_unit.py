@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dockerspawner import DockerSpawner
 
-from jupyterhub_ext import usernames
+from jupyterhub_ext.accounts import usernames
 
 
 @pytest.mark.parametrize(

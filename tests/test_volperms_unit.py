@@ -2,8 +2,8 @@
 
 import pytest
 
-from jupyterhub_ext.volperms import command
-from jupyterhub_ext.volumes import VolumeSetError, parse_mode, parse_volume_set
+from jupyterhub_ext.storage.volperms import command
+from jupyterhub_ext.storage.volumes import VolumeSetError, parse_mode, parse_volume_set
 
 
 def one(entry: dict):

@@ -2,13 +2,8 @@
 
 import pytest
 
-from jupyterhub_ext.volumes import (
-    LABEL_OWNER_ID,
-    LABEL_OWNER_NAME,
-    VolumeSetError,
-    parse_volume_set,
-    volume_labels,
-)
+from jupyterhub_ext.engine.labels import LABEL_OWNER_ID, LABEL_OWNER_NAME
+from jupyterhub_ext.storage.volumes import VolumeSetError, parse_volume_set, volume_labels
 
 GOOD = {
     "home": {"name": "jh-{username}-home", "mount": "/home/jovyan", "description": "Home"},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tornado.web import StaticFileHandler
 
-from .. import static_path
-from . import notifications, rename, usage
+from jupyterhub_ext.handlers import notifications, rename, usage
+from jupyterhub_ext.paths import static_path
 
 
 class StaticHandler(StaticFileHandler):
@@ -17,10 +17,10 @@ class StaticHandler(StaticFileHandler):
 
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
-    from .culling import KeepRunningAPIHandler
-    from .profiles import GrantsAPIHandler
-    from .restart import RestartServerAPIHandler
-    from .volumes import ManageVolumesAPIHandler
+    from jupyterhub_ext.handlers.culling import KeepRunningAPIHandler
+    from jupyterhub_ext.handlers.profiles import GrantsAPIHandler
+    from jupyterhub_ext.handlers.restart import RestartServerAPIHandler
+    from jupyterhub_ext.handlers.volumes import ManageVolumesAPIHandler
 
     routes: list[tuple] = [
         # self-service (seed 003 shapes; named servers add /servers/{server})

@@ -8,7 +8,7 @@ from typing import Any
 
 from tornado import web
 
-from ..scopes import user_scope
+from jupyterhub_ext.scopes import user_scope
 
 NO_CREDENTIALS = "Missing or invalid credentials."
 NOT_FOUND = "No access to resources or resources not found"

@@ -21,9 +21,9 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from .. import culler
-from ..audit import audit
-from ._common import actor_name, find_server, target_label
+from jupyterhub_ext import culler
+from jupyterhub_ext.audit import audit
+from jupyterhub_ext.handlers._common import actor_name, find_server, target_label
 
 ACTION = "keep-running"
 

@@ -2,8 +2,8 @@
 
 Everything here needs the ``custom:jupyterhub-ext:broadcast`` scope (admins
 have it; it is delegated through the ``jupyterhub-ext-broadcasters`` group).
-Delivery itself is in :mod:`jupyterhub_ext.fanout`; request checks and
-settings in :mod:`jupyterhub_ext.broadcast`.
+Delivery itself is in :mod:`jupyterhub_ext.notifications.fanout`; request checks and
+settings in :mod:`jupyterhub_ext.notifications.broadcast`.
 """
 
 from __future__ import annotations
@@ -18,18 +18,19 @@ from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.utils import make_ssl_context
 from tornado import web
 
-from .. import broadcast_tokens, dockerpool, fanout
-from ..audit import audit
-from ..broadcast import (
+from jupyterhub_ext.audit import audit
+from jupyterhub_ext.handlers._common import actor_name, needs_custom_scope
+from jupyterhub_ext.notifications import fanout
+from jupyterhub_ext.notifications import tokens as broadcast_tokens
+from jupyterhub_ext.notifications.broadcast import (
     VARIANTS,
     BroadcastError,
     BroadcastRequest,
     NotificationsConfig,
     parse_broadcast,
 )
-from ..history import HistoryStore
-from ..scopes import BROADCAST, BROADCAST_GROUP
-from ._common import actor_name, needs_custom_scope
+from jupyterhub_ext.notifications.history import HistoryStore
+from jupyterhub_ext.scopes import BROADCAST, BROADCAST_GROUP
 
 _SETTINGS_KEY = "jupyterhub_ext_notifications"
 FORBIDDEN = (
@@ -119,7 +120,7 @@ class HistoryHandler(_NotificationsMixin, APIHandler):
                     raise ValueError
             except ValueError:
                 raise web.HTTPError(400, "limit must be a non-negative integer") from None
-        entries = await dockerpool.run(store.recent, limit)
+        entries = await store.recent_async(limit)
         self.finish({"history": entries, "size": cfg.history_size})
 
 
@@ -161,7 +162,7 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
             "failures": [d for d in ordered if d["status"] != fanout.DELIVERED],
         }
         try:
-            await dockerpool.run(store.append, entry)
+            await store.append_async(entry)
         except OSError as e:
             # the notifications went out; a full disk must not hide that
             self.log.error("Could not record broadcast %s in %s: %s", broadcast_id, store.path, e)

@@ -16,9 +16,9 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from .. import grants
-from .. import profiles as P
-from ..profile_spawner import ProfilesMixin
+from jupyterhub_ext.profiles import rules as P
+from jupyterhub_ext.profiles.mixin import ProfilesMixin
+from jupyterhub_ext.spawner import grants
 
 
 class GrantsAPIHandler(APIHandler):

@@ -1,6 +1,6 @@
 """Admin rename: ``PATCH /hub/api/users/{name}/rename``, its status, and the page ``/hub/rename``.
 
-The work is done by :mod:`jupyterhub_ext.rename`; here are the HTTP rules:
+The work is done by :mod:`jupyterhub_ext.rename.runner`; here are the HTTP rules:
 ``admin:users`` on the user (scope-filtered like JupyterHub's own user API),
 400 for an invalid or unchanged name, 404 for an unknown user, 409 when the
 name is taken (hub user, NativeAuthenticator sign-up, volumes or a container
@@ -25,11 +25,11 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.escape import url_escape
 
-from .. import rename
-from ..audit import audit
-from ..locks import user_lock
-from ..rename_db import COMMITTED, DONE, RenameJob, ensure_schema, latest_job
-from ._common import actor_name
+from jupyterhub_ext.audit import audit
+from jupyterhub_ext.handlers._common import actor_name
+from jupyterhub_ext.locks import user_lock
+from jupyterhub_ext.rename import runner
+from jupyterhub_ext.rename.journal import COMMITTED, DONE, RenameJob, ensure_schema, latest_job
 
 
 class RenameAPIHandler(APIHandler):
@@ -43,7 +43,7 @@ class RenameAPIHandler(APIHandler):
     def _accepted(self, job: RenameJob) -> None:
         self.set_status(202)
         self.set_header("Location", self._status_url(job.new_name, job))
-        self.write(json.dumps(rename.job_model(job)))
+        self.write(json.dumps(runner.job_model(job)))
 
     def _refuse(self, status: int, message: str, target: str, **details: Any) -> None:
         audit(actor_name(self), "rename-user", target, "refused", status=status, **details)
@@ -75,14 +75,14 @@ class RenameAPIHandler(APIHandler):
         if again is not None:
             return self._accepted(again)
         try:
-            target = rename.check_new_name(self.db, self.authenticator, user, raw)
-        except rename.RenameError as e:
+            target = runner.check_new_name(self.db, self.authenticator, user, raw)
+        except runner.RenameError as e:
             self._refuse(e.status, e.message, user.name, new_name=target)
         self.check_nothing_running(user, target)
         # no await since check_new_name: the name is ours before anyone else's check
-        job = rename.reserve(self.db, user, target, actor_name(self))
+        job = runner.reserve(self.db, user, target, actor_name(self))
         plan = await self._plan(user, target, job)
-        job = await rename.start_rename(self.db, user, job, plan)
+        job = await runner.start_rename(self.db, user, job, plan)
         audit(
             actor_name(self),
             "rename-user",
@@ -104,10 +104,10 @@ class RenameAPIHandler(APIHandler):
         if job is not None and (job.old_name, job.new_name) == (user_name, target):
             if job.state == DONE:
                 # already finished (e.g. by hub start): the same answer again
-                return self.write(json.dumps(rename.job_model(job)))
+                return self.write(json.dumps(runner.job_model(job)))
             user = self.find_user(target)
             if job.state == COMMITTED and user is not None:
-                rename.resume(self.db, user, job)
+                runner.resume(self.db, user, job)
                 return self._accepted(job)
         self._refuse(404, f"No user named {user_name}.", user_name)
 
@@ -122,14 +122,14 @@ class RenameAPIHandler(APIHandler):
         Another rename of this user in progress is a 409; interrupted renames
         are settled (rolled back or finished) before a new one starts.
         """
-        pending = rename.jobs_of(self.db, user)
+        pending = runner.jobs_of(self.db, user)
         if not pending:
             return None
         job = pending[-1]
-        if job.new_name == target and (rename.running(job.key) or job.state == COMMITTED):
-            rename.resume(self.db, user, job)
+        if job.new_name == target and (runner.running(job.key) or job.state == COMMITTED):
+            runner.resume(self.db, user, job)
             return job
-        if any(rename.running(j.key) for j in pending):
+        if any(runner.running(j.key) for j in pending):
             self._refuse(
                 409,
                 f"A rename of {user.name} to {job.new_name} is in progress (job {job.key}).",
@@ -137,13 +137,13 @@ class RenameAPIHandler(APIHandler):
             )
         try:
             async with user_lock(user.id):
-                await rename.settle_locked(self.db, user)
-        except rename.RenameError as e:
+                await runner.settle_locked(self.db, user)
+        except runner.RenameError as e:
             self._refuse(409, e.message, user.name)
         return None
 
     def check_nothing_running(self, user: Any, target: str) -> None:
-        busy = rename.active_servers(user)
+        busy = runner.active_servers(user)
         if busy:
             self._refuse(
                 409,
@@ -159,15 +159,15 @@ class RenameAPIHandler(APIHandler):
                 new_name=target,
             )
 
-    async def _plan(self, user: Any, target: str, job: RenameJob) -> rename.Plan:
+    async def _plan(self, user: Any, target: str, job: RenameJob) -> runner.Plan:
         """The volumes to move; the reserved name is released if there is nothing to do."""
         try:
-            plan = await rename.plan_moves(user, user.name, target, job.key)
+            plan = await runner.plan_moves(user, user.name, target, job.key)
         except BaseException:
-            rename.release(self.db, job)
+            runner.release(self.db, job)
             raise
         if plan.conflicts:
-            rename.release(self.db, job)
+            runner.release(self.db, job)
             self._refuse(
                 409,
                 f"Cannot rename {user.name} to {target}: " + "; ".join(plan.conflicts),
@@ -186,14 +186,14 @@ class RenameAPIHandler(APIHandler):
         if user.admin and not self.current_user.admin:
             self._refuse(403, "Only admins can cancel renames of admins.", user.name)
         try:
-            job = await rename.cancel(
+            job = await runner.cancel(
                 self.db, user, actor_name(self), self.get_argument("id", None)
             )
-        except rename.RenameError as e:
+        except runner.RenameError as e:
             audit(actor_name(self), "cancel-rename", user.name, "refused", status=e.status)
             raise web.HTTPError(e.status, e.message) from None
         audit(actor_name(self), "cancel-rename", user.name, job.state, job=job.key)
-        self.write(json.dumps(rename.job_model(job)))
+        self.write(json.dumps(runner.job_model(job)))
 
     @needs_scope("admin:users")
     async def get(self, user_name: str) -> None:
@@ -201,7 +201,7 @@ class RenameAPIHandler(APIHandler):
         job = latest_job(self.db, user_name, self.get_argument("id", None))
         if job is None:
             raise web.HTTPError(404, f"No rename of {user_name} is recorded.")
-        self.write(json.dumps(rename.job_model(job)))
+        self.write(json.dumps(runner.job_model(job)))
 
 
 class RenamePageHandler(BaseHandler):
@@ -218,7 +218,7 @@ class RenamePageHandler(BaseHandler):
             if self.has_scope(f"admin:users!user={u.name}")
         ]
         recent = [
-            rename.job_model(j)
+            runner.job_model(j)
             for j in self.db.query(RenameJob).order_by(RenameJob.id.desc()).limit(20)
             if self.has_scope(f"admin:users!user={j.new_name}")
             or self.has_scope(f"admin:users!user={j.old_name}")

@@ -24,8 +24,8 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from ..audit import audit
-from ._common import actor_name, find_server, target_label
+from jupyterhub_ext.audit import audit
+from jupyterhub_ext.handlers._common import actor_name, find_server, target_label
 
 ACTION = "restart-server"
 

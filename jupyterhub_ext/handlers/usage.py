@@ -2,7 +2,7 @@
 
 Both need ``custom:jupyterhub-ext:read-usage`` (admins have it; delegate it
 with the ``jupyterhub-ext-usage-readers`` group). Both only read the last
-background scan (:mod:`jupyterhub_ext.usage`): no Docker call per request.
+background scan (:mod:`jupyterhub_ext.usage.scan`): no Docker call per request.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.handlers import BaseHandler
 from tornado import web
 
-from .. import usage
-from ..scopes import READ_USAGE
-from ._common import needs_custom_scope
+from jupyterhub_ext.handlers._common import needs_custom_scope
+from jupyterhub_ext.scopes import READ_USAGE
+from jupyterhub_ext.usage import scan
 
 FORBIDDEN = f"Seeing resource use needs the {READ_USAGE} scope."
 
 
-def _config(handler: web.RequestHandler) -> usage.UsageConfig:
+def _config(handler: web.RequestHandler) -> scan.UsageConfig:
     cfg = handler.settings.get("jupyterhub_ext_usage_config")
     if cfg is None:
-        cfg = handler.settings["jupyterhub_ext_usage_config"] = usage.UsageConfig(
+        cfg = handler.settings["jupyterhub_ext_usage_config"] = scan.UsageConfig(
             config=handler.settings.get("config")
         )
     return cfg
@@ -37,7 +37,7 @@ class _UsageMixin:
             "scan_interval": cfg.scan_interval,
             "volume_scan_interval": cfg.volume_scan_interval,
         }
-        return usage.snapshot().json_bytes(cfg.large_volume_bytes, extra)
+        return scan.snapshot().json_bytes(cfg.large_volume_bytes, extra)
 
 
 class ServersPageHandler(_UsageMixin, BaseHandler):

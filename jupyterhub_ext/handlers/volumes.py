@@ -25,12 +25,18 @@ from typing import Any
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .. import ownership, quota, usage, volume_ops
-from ..audit import audit
-from ..locks import user_lock
-from ..scopes import MANAGE_VOLUMES
-from ._common import actor_name, find_server, needs_custom_scope, target_label
-from .restart import restart_in_progress
+from jupyterhub_ext.audit import audit
+from jupyterhub_ext.handlers._common import (
+    actor_name,
+    find_server,
+    needs_custom_scope,
+    target_label,
+)
+from jupyterhub_ext.handlers.restart import restart_in_progress
+from jupyterhub_ext.locks import user_lock
+from jupyterhub_ext.scopes import MANAGE_VOLUMES
+from jupyterhub_ext.storage import volume_ops
+from jupyterhub_ext.usage import quota, scan
 
 ACTION = "reset-volumes"
 
@@ -82,7 +88,7 @@ class ManageVolumesAPIHandler(APIHandler):
                     "server_name": server_name,
                     "volumes": volumes,
                     # volumes with a quota: key -> state, sizes from the last usage scan
-                    "quota": quota.report(specs, usage.snapshot().user_volumes.get(user.name, {})),
+                    "quota": quota.report(specs, scan.snapshot().user_volumes.get(user.name, {})),
                     # servers that must be stopped before a reset is possible
                     "blocking_servers": busy,
                 }
@@ -118,13 +124,13 @@ class ManageVolumesAPIHandler(APIHandler):
             results = await volume_ops.reset_volumes(
                 spawner.client,
                 [(k, names[k]) for k in keys],
-                owner=ownership.Owner.of(user),
+                owner=spawner.owner(),
                 adopt_unlabelled=getattr(spawner, "adopt_unlabelled", False),
                 pool_size=spawner.docker_pool_size,
             )
         ok = all(r.ok for r in results)
         # a reset volume is empty: no quota refusal from its old size
-        usage.forget(user.name, [r.key for r in results if r.ok])
+        scan.forget(user.name, [r.key for r in results if r.ok])
         audit(
             actor,
             ACTION,
