@@ -32,6 +32,7 @@ from typing import Any
 from traitlets import Bool, Dict, Int, Unicode
 from traitlets.config import Configurable
 
+from jupyterhub_ext import hubcompat
 from jupyterhub_ext.audit import audit
 from jupyterhub_ext.handlers._common import target_label
 
@@ -375,7 +376,7 @@ class Culler:
         if spawner.pending:
             return
         profile = profile_of(spawner)  # before the stop clears it
-        spawner._stop_pending = True
+        hubcompat.set_stop_pending(spawner, True)
         try:
             await self.app.proxy.delete_user(user_obj, name)
             await user_obj.stop(name)
@@ -383,7 +384,7 @@ class Culler:
             audit(ACTOR, ACTION, target, "failed", error=str(e))
             return
         finally:
-            spawner._stop_pending = False
+            hubcompat.set_stop_pending(spawner, False)
         now = time.time()
         audit(ACTOR, ACTION, target, "ok", idle_seconds=int(idle), timeout=limit, profile=profile)
         _state.extensions.pop((user_obj.name, name), None)

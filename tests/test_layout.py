@@ -134,3 +134,27 @@ def test_the_engine_layer_depends_on_nothing_of_ours():
         if d.startswith("jupyterhub_ext") and not d.startswith("jupyterhub_ext.engine")
     )
     assert bad == []
+
+
+PRIVATE_HUB_INTERNALS = (
+    "._spawn_future",
+    "._stop_pending",
+    "._escaped_name",
+    "_check_scopes_exist",
+    "_check_token_scopes",
+    "dict.get(user.spawners",
+    "dict.pop(user.spawners",
+)
+
+
+def test_private_hub_internals_only_in_hubcompat():
+    found = sorted(
+        (str(path.relative_to(PKG)), needle)
+        for path in PKG.rglob("*.py")
+        if path.name != "hubcompat.py"
+        for needle in PRIVATE_HUB_INTERNALS
+        if needle in path.read_text()
+    )
+    assert found == [], "use jupyterhub_ext.hubcompat for these"
+    hubcompat = (PKG / "hubcompat.py").read_text()
+    assert all(needle.lstrip(".") in hubcompat for needle in PRIVATE_HUB_INTERNALS[:5])

@@ -24,6 +24,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
+from jupyterhub_ext import hubcompat
 from jupyterhub_ext.audit import audit
 from jupyterhub_ext.handlers._common import actor_name, find_server, target_label
 
@@ -129,7 +130,8 @@ class RestartServerAPIHandler(APIHandler):
         """One audit line with the result; whether the new spawn is still pending."""
         actor, target = actor_name(self), target_label(user.name, server_name)
         pending = spawner.pending == "spawn"
-        if pending and spawner._spawn_future is not None:
+        future = hubcompat.spawn_future(spawner) if pending else None
+        if future is not None:
             # the final result, when the spawn finishes
             def _done(f: Any) -> None:
                 err = None if f.cancelled() else f.exception()
@@ -142,7 +144,7 @@ class RestartServerAPIHandler(APIHandler):
                     **({"error": str(err)} if err else {}),
                 )
 
-            spawner._spawn_future.add_done_callback(_done)
+            future.add_done_callback(_done)
         elif not spawner.ready:
             # the spawn failed fast; the hub keeps the reason on the spawner
             audit(actor, ACTION, target, "failed", stage="start")

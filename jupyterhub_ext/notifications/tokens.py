@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from jupyterhub import orm
-from jupyterhub.scopes import _check_scopes_exist, _check_token_scopes
 from jupyterhub.utils import new_token
 from sqlalchemy.orm import Session
 
+from jupyterhub_ext import hubcompat
 from jupyterhub_ext.notifications.broadcast import server_scope, token_scopes
 from jupyterhub_ext.notifications.fanout import Target
 
@@ -62,8 +62,7 @@ def mint(
     # The checks APIToken.new makes per token, once for the whole set: every
     # scope exists and the service holds it (its role has access:servers).
     every = set(token_scopes([(t.username, t.server) for t in targets]))
-    _check_scopes_exist(every, who_for="token")
-    _check_token_scopes(every, owner=service, oauth_client=oauth_client)
+    hubcompat.check_token_scopes(every, owner=service, oauth_client=oauth_client)
 
     expires_at = orm.APIToken.now() + timedelta(seconds=int(expires_in))
     minted = DeliveryTokens()

@@ -46,6 +46,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from jupyterhub_ext import hubcompat
 from jupyterhub_ext.accounts import usernames
 from jupyterhub_ext.audit import audit
 from jupyterhub_ext.engine import APIClient, calls, dockerpool, ownership
@@ -354,7 +355,7 @@ def active_servers(user: Any, except_spawner: Any = None) -> list[str]:
     for name, orm_sp in user.orm_spawners.items():
         if except_spawner is not None and name == except_spawner.name:
             continue
-        sp = dict.get(user.spawners, name)
+        sp = hubcompat.cached_spawner(user, name)
         if orm_sp.server is not None or (sp is not None and (sp.active or sp.pending)):
             out.append(name or "(default)")
     return out
@@ -734,7 +735,7 @@ def _pop_stale_spawners(user: Any) -> None:
     )
     for name, sp in list(user.spawners.items()):
         if not sp.active:
-            dict.pop(user.spawners, name, None)
+            hubcompat.drop_spawner(user, name)
 
 
 def _clear_spawner_state(user: Any) -> None:
@@ -1060,8 +1061,8 @@ def forget_spawner(spawner: Any) -> None:
     ran moves now, in the background (or at the next spawn at the latest).
     """
     user = spawner.user
-    if dict.get(user.spawners, spawner.name) is spawner:
-        dict.pop(user.spawners, spawner.name, None)
+    if hubcompat.cached_spawner(user, spawner.name) is spawner:
+        hubcompat.drop_spawner(user, spawner.name)
     if active_servers(user, except_spawner=spawner):
         return
     _pop_stale_spawners(user)

@@ -32,7 +32,7 @@ from traitlets import (
     validate,
 )
 
-from jupyterhub_ext import gpu
+from jupyterhub_ext import gpu, hubcompat
 from jupyterhub_ext.accounts import usernames
 from jupyterhub_ext.audit import audit
 from jupyterhub_ext.engine import APIClient, calls, dockerpool, ownership
@@ -859,8 +859,7 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
         """
         for hook in hooks.with_user_lock:
             await hook(self)
-        if self._escaped_name is not None and self._escaped_name != self.escape(self.user.name):
-            self._escaped_name = None
+        hubcompat.forget_escaped_name(self, self.user.name)
         expected = self._object_name_default()
         if self.object_name != expected:
             info = await calls.container_or_none(self.client, self.object_name)
