@@ -96,3 +96,18 @@ def find_server(handler: Any, user_name: str, server_name: str) -> tuple[Any, An
             raise web.HTTPError(404, f"{user_name} has no server named {server_name!r}")
     # the default server's record is created on first access, as the core API does
     return user, user.spawners[server_name]
+
+
+# what a feature's refusal kind answers over HTTP (features never pick statuses)
+REFUSAL_STATUS = {
+    "invalid": 400,
+    "forbidden": 403,
+    "not-found": 404,
+    "conflict": 409,
+    "failed": 500,
+}
+
+
+def status_of(kind: str) -> int:
+    """The HTTP status for a feature's refusal ``kind`` (500 for one we do not know)."""
+    return REFUSAL_STATUS.get(kind, 500)

@@ -26,7 +26,7 @@ from tornado import web
 from tornado.escape import url_escape
 
 from jupyterhub_ext.audit import audit
-from jupyterhub_ext.handlers._common import actor_name
+from jupyterhub_ext.handlers._common import actor_name, status_of
 from jupyterhub_ext.locks import user_lock
 from jupyterhub_ext.rename import runner
 from jupyterhub_ext.rename.journal import COMMITTED, DONE, RenameJob, ensure_schema, latest_job
@@ -77,7 +77,7 @@ class RenameAPIHandler(APIHandler):
         try:
             target = runner.check_new_name(self.db, self.authenticator, user, raw)
         except runner.RenameError as e:
-            self._refuse(e.status, e.message, user.name, new_name=target)
+            self._refuse(status_of(e.kind), e.message, user.name, new_name=target)
         self.check_nothing_running(user, target)
         # no await since check_new_name: the name is ours before anyone else's check
         job = runner.reserve(self.db, user, target, actor_name(self))
@@ -190,8 +190,9 @@ class RenameAPIHandler(APIHandler):
                 self.db, user, actor_name(self), self.get_argument("id", None)
             )
         except runner.RenameError as e:
-            audit(actor_name(self), "cancel-rename", user.name, "refused", status=e.status)
-            raise web.HTTPError(e.status, e.message) from None
+            status = status_of(e.kind)
+            audit(actor_name(self), "cancel-rename", user.name, "refused", status=status)
+            raise web.HTTPError(status, e.message) from None
         audit(actor_name(self), "cancel-rename", user.name, job.state, job=job.key)
         self.write(json.dumps(runner.job_model(job)))
 

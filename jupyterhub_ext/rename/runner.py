@@ -96,11 +96,21 @@ DEFAULT_TIMEOUT = 6 * 3600.0
 
 
 class RenameError(Exception):
-    """A rename that cannot go ahead; ``status`` is the HTTP status to answer with."""
+    """A rename that cannot go ahead.
 
-    def __init__(self, status: int, message: str) -> None:
+    ``kind`` says why, in words a caller maps to its own answer (the handlers
+    map it to an HTTP status): ``invalid`` (the request), ``not-found``,
+    ``conflict`` (a name, a server or another rename is in the way) or
+    ``failed`` (the engine or the data).
+    """
+
+    KINDS = ("invalid", "not-found", "conflict", "failed")
+
+    def __init__(self, kind: str, message: str) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown refusal kind {kind!r}")
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.message = message
 
 
@@ -427,34 +437,36 @@ def privilege_refusal(db: Session, name: str, authenticator: Any = None) -> str 
 def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
     """The normalized new name, or RenameError 400/409 saying what is wrong."""
     if not isinstance(raw, str) or not raw.strip():
-        raise RenameError(400, 'Give the new name as {"new_name": "..."} (a non-empty string).')
+        raise RenameError(
+            "invalid", 'Give the new name as {"new_name": "..."} (a non-empty string).'
+        )
     new_name = authenticator.normalize_username(raw)
     if new_name == user.name:
-        raise RenameError(400, f"{user.name} is already called {new_name!r}.")
+        raise RenameError("invalid", f"{user.name} is already called {new_name!r}.")
     try:
         usernames.check(new_name)
     except ValueError as e:
-        raise RenameError(400, str(e)) from None
+        raise RenameError("invalid", str(e)) from None
     if not authenticator.validate_username(new_name):
         raise RenameError(
-            400, f"{new_name!r} is not a valid user name for this hub's authenticator."
+            "invalid", f"{new_name!r} is not a valid user name for this hub's authenticator."
         )
     from jupyterhub import orm
 
     if orm.User.find(db, new_name) is not None:
-        raise RenameError(409, f"A user named {new_name} already exists.")
+        raise RenameError("conflict", f"A user named {new_name} already exists.")
     if native_row_taken(db, new_name):
         raise RenameError(
-            409,
+            "conflict",
             f"NativeAuthenticator already has a sign-up for {new_name}; "
             "discard it on /hub/authorize first.",
         )
     job = reserved(db, new_name)
     if job is not None:
-        raise RenameError(409, reserved_message(new_name, job))
+        raise RenameError("conflict", reserved_message(new_name, job))
     why = privilege_refusal(db, user.name, authenticator)
     if why:
-        raise RenameError(409, f"Cannot rename {user.name}: {why}")
+        raise RenameError("conflict", f"Cannot rename {user.name}: {why}")
     return new_name
 
 
@@ -594,7 +606,7 @@ async def _create_target(ctx: _Ctx, job: RenameJob, move: dict[str, Any]) -> Non
     """
     source = await calls.volume_or_none(ctx.api, move["old"])
     if source is None:
-        raise RenameError(500, f"volume {move['old']} disappeared before it was copied")
+        raise RenameError("failed", f"volume {move['old']} disappeared before it was copied")
     labels = dict(move.get("labels") or {})
     if LABEL_OWNER_NAME in labels or LABEL_OWNER_ID in labels:
         labels[LABEL_OWNER_NAME] = job.new_name
@@ -612,7 +624,7 @@ async def _create_target(ctx: _Ctx, job: RenameJob, move: dict[str, Any]) -> Non
     got = (created or {}).get("Labels") or {}
     if got.get(LABEL_RENAME_JOB) != job.key:
         raise RenameError(
-            409,
+            "conflict",
             f"a volume named {move['new']} appeared while the rename was starting "
             f"(rename job label {got.get(LABEL_RENAME_JOB)!r}); it was left untouched",
         )
@@ -628,11 +640,11 @@ async def _copy_one(ctx: _Ctx, job: RenameJob, index: int) -> None:
     mp = live["moves"].setdefault(move["old"], {"total": move.get("bytes"), "copied": 0})
 
     if await calls.volume_or_none(ctx.api, move["old"]) is None:
-        raise RenameError(500, f"volume {move['old']} disappeared before it was copied")
+        raise RenameError("failed", f"volume {move['old']} disappeared before it was copied")
     existing = await calls.volume_or_none(ctx.api, move["new"])
     if existing is not None:
         if (existing.get("Labels") or {}).get(LABEL_RENAME_JOB) != key:
-            raise RenameError(409, f"a volume named {move['new']} already exists")
+            raise RenameError("conflict", f"a volume named {move['new']} already exists")
         # a partial copy from an interrupted attempt: start from empty again
         await volcopy.remove_helpers(ctx.api, key)
         await calls.call(ctx.api, "remove_volume", move["new"])
@@ -680,18 +692,20 @@ async def _remove_old(ctx: _Ctx, job: RenameJob) -> None:
         if info is None:
             continue
         if info["State"].get("Running"):
-            raise RenameError(409, f"container {name} is running; stop it and re-run the rename")
+            raise RenameError(
+                "conflict", f"container {name} is running; stop it and re-run the rename"
+            )
         await calls.call(ctx.api, "remove_container", info["Id"], v=True)
         log.info("rename %s: removed old container %s", job.key, name)
     for index, move in enumerate((job.plan or {}).get("moves", [])):
         if move.get("state") == REMOVED:
             continue
         if move.get("state") != VERIFIED:
-            raise RenameError(500, f"volume {move['old']} was not verified; not removing it")
+            raise RenameError("failed", f"volume {move['old']} was not verified; not removing it")
         new = await calls.volume_or_none(ctx.api, move["new"])
         if new is None or (new.get("Labels") or {}).get(LABEL_RENAME_JOB) != job.key:
             raise RenameError(
-                500, f"the copy {move['new']} is missing; keeping the original {move['old']}"
+                "failed", f"the copy {move['new']} is missing; keeping the original {move['old']}"
             )
         await volcopy.wait_until_unused(ctx.api, move["old"])
         try:
@@ -767,19 +781,20 @@ async def _finish(ctx: _Ctx, job: RenameJob, user: Any, except_spawner: Any = No
     if user is None:
         job.error = "the user no longer exists; volumes left as they are"
         ctx.db.commit()
-        raise RenameError(404, job.error)
+        raise RenameError("not-found", job.error)
     if not (job.plan or {}).get("planned"):
         plan = await plan_moves(user, job.old_name, job.new_name, job.key)
         job.plan = plan.to_json()
         if plan.conflicts:
             job.error = "; ".join(plan.conflicts)
             ctx.db.commit()
-            raise RenameError(409, job.error)
+            raise RenameError("conflict", job.error)
         ctx.db.commit()
     busy = active_servers(user, except_spawner)
     if busy:
         raise ServersRunning(
-            409, f"stop the server(s) {', '.join(busy)} of {user.name} first; they use the data"
+            "conflict",
+            f"stop the server(s) {', '.join(busy)} of {user.name} first; they use the data",
         )
     for index, move in enumerate(job.plan.get("moves", [])):
         if move.get("state") in (VERIFIED, REMOVED):
@@ -789,7 +804,7 @@ async def _finish(ctx: _Ctx, job: RenameJob, user: Any, except_spawner: Any = No
             if new is not None and (new.get("Labels") or {}).get(LABEL_RENAME_JOB) == job.key:
                 _set_move(job, index, state=REMOVED)  # removed in a run that then died
                 continue
-            raise RenameError(500, f"volume {move['old']} is gone and was never copied")
+            raise RenameError("failed", f"volume {move['old']} is gone and was never copied")
         await _copy_one(ctx, job, index)
     if job.source == "core":
         _clear_spawner_state(user)
@@ -864,7 +879,7 @@ async def _copy_all(ctx: _Ctx, job: RenameJob, user: Any) -> None:
     async with asyncio.timeout(ctx.timeout):
         busy = active_servers(user)
         if busy:
-            raise RenameError(409, f"server(s) {', '.join(busy)} started meanwhile")
+            raise RenameError("conflict", f"server(s) {', '.join(busy)} started meanwhile")
         for index in range(len(job.plan.get("moves", []))):
             await _copy_one(ctx, job, index)
 
@@ -921,11 +936,11 @@ async def cancel(db: Session, user: Any, actor: str, key: str | None = None) -> 
     """
     jobs = [j for j in jobs_of(db, user) if key is None or j.key == key]
     if not jobs:
-        raise RenameError(404, f"{user.name} has no unfinished rename to cancel.")
+        raise RenameError("not-found", f"{user.name} has no unfinished rename to cancel.")
     job = jobs[-1]
     if job.state != COPYING:
         raise RenameError(
-            409,
+            "conflict",
             f"The rename of {job.old_name} to {job.new_name} (job {job.key}) is past its "
             "commit point: the names have changed and it can only go forward.",
         )
@@ -970,7 +985,7 @@ async def settle_locked(db: Session, user: Any, *, except_spawner: Any = None) -
                     job.error = message
                     db.commit()
                 raise RenameError(
-                    getattr(e, "status", 500),
+                    getattr(e, "kind", "failed"),
                     f"{user.name} was renamed from {job.old_name}, but their data could "
                     f"not be moved yet: {message}",
                 ) from e
