@@ -37,6 +37,9 @@ def test_per_profile_timeout_culls_only_that_profile(make_hub):
     line = next(x for x in log.splitlines() if 'action="cull-server"' in x)
     assert 'target="alice"' in line and 'profile="short"' in line and "timeout=20" in line
     assert 'target="bob"' not in "".join(x for x in log.splitlines() if 'action="cull-server"' in x)
+    # counted for Prometheus where the audit line is written
+    scraped = hub.session.get(f"{hub.url}/hub/metrics", timeout=10).text
+    assert 'jupyterhub_ext_actions_total{action="cull",result="ok"} 1.0' in scraped
 
     bob = requests.get(
         f"{hub.url}/hub/api/users/bob/keep-running",

@@ -152,3 +152,18 @@ def test_dashboard_uses_only_metrics_we_export():
         base = "jupyterhub_ext_" + n
         names |= {base, base + "_total", base + "_bucket", base + "_count", base + "_sum"}
     assert used and used <= names, used - names
+
+
+def test_culling_is_counted():
+    def value(labels):
+        return metrics.REGISTRY.get_sample_value("jupyterhub_ext_actions_total", labels) or 0.0
+
+    culled = value({"action": "cull", "result": "ok"})
+    warned = value({"action": "cull-warning", "result": "failed"})
+    kept = value({"action": "keep-running", "result": "refused"})
+    metrics.observe_audit("cull-server", "ok", {"idle_seconds": 70, "timeout": 60})
+    metrics.observe_audit("cull-warning", "failed", {})
+    metrics.observe_audit("keep-running", "refused", {"status": 409})
+    assert value({"action": "cull", "result": "ok"}) == culled + 1
+    assert value({"action": "cull-warning", "result": "failed"}) == warned + 1
+    assert value({"action": "keep-running", "result": "refused"}) == kept + 1

@@ -47,6 +47,10 @@ ACTIONS = {
     "reset-volumes": "reset",
     "rename-user": "rename",
     "broadcast": "broadcast",
+    # idle culling (jupyterhub_ext.culler, handlers.culling)
+    "cull-server": "cull",
+    "cull-warning": "cull-warning",
+    "keep-running": "keep-running",
 }
 RESULTS = ("ok", "failed", "refused", "started", "rolled-back")
 # the results each action can have (series made at start so rate() sees zeros)
@@ -55,6 +59,9 @@ ACTION_RESULTS = {
     "reset": ("ok", "failed", "refused"),
     "rename": ("started", "ok", "failed", "refused", "rolled-back"),
     "broadcast": ("ok", "failed"),
+    "cull": ("ok", "failed"),
+    "cull-warning": ("ok", "failed"),
+    "keep-running": ("ok", "refused"),
 }
 
 SPAWNS_REFUSED = Counter(
