@@ -92,14 +92,13 @@ export function homePage() {
   const serverLabel = (name) => (name ? "server “" + name + "”" : "your server");
   const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
-  // The stock page has no block around its Start/Stop buttons: put ours next to them.
-  const ours = byId("jhext-self-service");
-  const stockStart = byId("start");
-  if (stockStart && stockStart.parentElement) {
-    const stockCell = stockStart.parentElement;
-    ours.querySelectorAll(".text-center > *").forEach((node) => stockCell.appendChild(node));
-    stockCell.closest(".row").after(byId("jhext-status"));
-  }
+  // Named-server rows: our buttons come as one <template> per server from home.html;
+  // add them to the end of the row's Actions cell (nothing of the stock row moves).
+  document.querySelectorAll("template.jhext-row-actions").forEach((tpl) => {
+    const name = tpl.getAttribute("data-server-name");
+    const row = document.querySelector('tr.home-server-row[data-server-name="' + CSS.escape(name) + '"]');
+    if (row && row.lastElementChild) row.lastElementChild.append(tpl.content.cloneNode(true));
+  });
 
   // status area: progress and outcome of actions, announced politely
   const statusBox = byId("jhext-status");
@@ -120,57 +119,47 @@ export function homePage() {
     statusBox.appendChild(box);
   }
 
-  // which buttons show: follow the stock buttons of each server
-  function setButtons(restartBtn, volumesBtn, running) {
-    restartBtn.hidden = !running;
-    volumesBtn.hidden = running;
+  // which buttons show: Restart while a server runs, Manage Volumes while it is stopped.
+  // The page renders the state at load; only the stock Stop buttons (#stop, a row's
+  // .stop-server) change it without leaving the page (Start and Add go to other pages).
+  // So on a click of one, ask the hub's REST API until that server has stopped.
+  function ourButtons(name) {
+    const sel = (cls) => "." + cls + '[data-server-name="' + CSS.escape(name) + '"]';
+    return document.querySelectorAll(sel("jhext-restart") + "," + sel("jhext-manage-volumes"));
   }
-  const stockStop = byId("stop");
-  if (stockStop) {
-    // the stock script hides #stop once the server has stopped
-    new MutationObserver(() => {
-      const running = stockStop.style.display !== "none";
-      setButtons(byId("jhext-restart"), byId("jhext-manage-volumes"), running);
-      // an earlier "restarted, open it" no longer holds once it is stopped
-      if (!running) clearStatusOf("");
-    }).observe(stockStop, { attributes: true, attributeFilter: ["style", "class"] });
+  function showStopped(name) {
+    ourButtons(name).forEach((b) => {
+      b.hidden = b.classList.contains("jhext-restart");
+    });
+    clearStatusOf(name); // an earlier "restarted, open it" no longer holds
   }
-  document.querySelectorAll("tr.home-server-row[data-server-name]").forEach((row) => {
-    const name = row.getAttribute("data-server-name");
-    const restart = el(
-      "button",
-      {
-        type: "button",
-        class: "btn btn-xs btn-outline-primary jhext-restart ms-1",
-        "data-server-name": name,
-        "aria-label": "Restart server " + name,
-      },
-      "restart",
-    );
-    const volumes = el(
-      "button",
-      {
-        type: "button",
-        class: "btn btn-xs btn-outline-danger jhext-manage-volumes ms-1",
-        "data-server-name": name,
-        "aria-label": "Manage volumes of server " + name,
-      },
-      "volumes",
-    );
-    row.lastElementChild.append(restart, volumes);
-    const stop = row.querySelector(".stop-server");
-    const sync = () => {
-      const running = !!stop && !stop.classList.contains("hidden");
-      setButtons(restart, volumes, running);
-      if (!running) clearStatusOf(name);
-    };
-    sync();
-    if (stop) new MutationObserver(sync).observe(stop, { attributes: true, attributeFilter: ["class"] });
+  const stopping = new Set();
+  async function followStop(name) {
+    if (stopping.has(name)) return;
+    stopping.add(name);
+    const deadline = Date.now() + 5 * 60 * 1000;
+    try {
+      while (Date.now() < deadline) {
+        await sleep(1000);
+        const r = await api.request("GET", userPath + (name ? serverPath(name) : "/server"));
+        // a refused stop leaves it running (the stock page says why); keep asking until the deadline
+        if (r.status === 404 || (r.ok && r.data.stopped)) return showStopped(name);
+      }
+    } catch (e) {
+      // no answer from the hub: leave the buttons as they are, as the stock page does
+    } finally {
+      stopping.delete(name);
+    }
+  }
+  document.addEventListener("click", (ev) => {
+    const stop = ev.target.closest("#stop, tr.home-server-row .stop-server");
+    if (!stop) return;
+    const row = stop.closest("tr.home-server-row[data-server-name]");
+    followStop(row ? row.getAttribute("data-server-name") : "");
   });
 
   function setBusy(name, busy) {
-    const sel = (cls) => "." + cls + '[data-server-name="' + CSS.escape(name) + '"]';
-    document.querySelectorAll(sel("jhext-restart") + "," + sel("jhext-manage-volumes")).forEach((b) => {
+    ourButtons(name).forEach((b) => {
       b.disabled = busy;
     });
   }
@@ -505,7 +494,7 @@ async function showGrants(api, userPath) {
   box.hidden = false;
 }
 
-/** Volumes over their quota: one alert each above the home page's buttons.
+/** Volumes over their quota: one alert each below the home page's buttons.
  * States come from the manage-volumes API (sizes from the hub's periodic scan). */
 async function showQuotaWarnings(api, userPath) {
   let r;
@@ -518,16 +507,18 @@ async function showQuotaWarnings(api, userPath) {
   if (!quota) return;
   const over = Object.keys(quota).filter((k) => quota[k].state !== "ok");
   if (!over.length) return;
-  const box = el("div", { id: "jhext-quota-warnings", class: "container mt-3" });
-  for (const key of over) {
-    const q = quota[key];
-    const alert = el("div", { class: "alert " + (q.refuses_start ? "alert-danger" : "alert-warning"), role: "alert" }, q.message);
-    alert.dataset.volume = key;
-    alert.dataset.state = q.state;
-    box.appendChild(alert);
-  }
-  const main = byId("jhext-self-service") || document.body;
-  main.parentNode.insertBefore(box, main);
+  const box = byId("jhext-quota-warnings");
+  if (!box) return;
+  box.replaceChildren(
+    ...over.map((key) => {
+      const q = quota[key];
+      const alert = el("div", { class: "alert " + (q.refuses_start ? "alert-danger" : "alert-warning"), role: "alert" }, q.message);
+      alert.dataset.volume = key;
+      alert.dataset.state = q.state;
+      return alert;
+    }),
+  );
+  box.hidden = false;
 }
 
 // -- /hub/notifications: broadcast to running JupyterLab servers ------------
