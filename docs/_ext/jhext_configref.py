@@ -84,16 +84,17 @@ def our_trait_classes() -> list[type]:
 def documented_classes() -> list[type]:
     """The classes an admin names in config.
 
-    Our configurable classes, except private ones and those that only serve as
-    a base of another of ours (a mixin's options are listed under the class
-    that uses it, since that is the name admins write).
+    Our configurable classes, except private ones and mixins (a mixin's
+    options are listed under the class that uses it, since that is the name
+    admins write).
     """
     classes = our_trait_classes()
     out = []
     for cls in classes:
         if not issubclass(cls, Configurable) or cls.__name__.startswith("_"):
             continue
-        if any(other is not cls and issubclass(other, cls) for other in classes):
+        # a mixin's options are listed under the class that uses it
+        if cls.__name__.endswith("Mixin"):
             continue
         out.append(cls)
     return sorted(out, key=lambda c: (c.__module__, c.__name__))
@@ -130,8 +131,11 @@ def own_traits(cls: type) -> list[TraitDoc]:
     """Configurable traits of ``cls`` that one of our classes defines, in source order."""
     out: list[TraitDoc] = []
     seen: set[str] = set()
+    # a documented class built on another (ExtSwarmSpawner on ExtDockerSpawner)
+    # lists only what it adds; the base's options stay in the base's section
+    bases = [d for d in documented_classes() if d is not cls and issubclass(cls, d)]
     for c in cls.mro():
-        if not is_ours(c):
+        if not is_ours(c) or any(issubclass(d, c) for d in bases):
             continue
         for name, obj in vars(c).items():
             if name in seen or not isinstance(obj, TraitType) or not obj.metadata.get("config"):

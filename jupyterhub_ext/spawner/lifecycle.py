@@ -787,7 +787,10 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
             return await self._create_container()
 
     async def _create_container(self) -> dict:
-        """Create the container, merging the admin's settings the way DockerSpawner does.
+        return await self.docker("create_container", **await self.container_create_kwargs())
+
+    async def container_create_kwargs(self) -> dict[str, Any]:
+        """``create_container`` arguments, merging the admin's settings as DockerSpawner does.
 
         ``extra_create_kwargs`` is deep-merged into the create arguments as
         DockerSpawner merges it (dicts merge, lists replace), and its raw
@@ -845,7 +848,7 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
         raw_host_config = dict(create_kwargs.get("host_config") or {})
         raw_host_config.update(client.create_host_config(**host_config))
         create_kwargs["host_config"] = raw_host_config
-        return await self.docker("create_container", **create_kwargs)
+        return create_kwargs
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -886,7 +889,7 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
             return None
         why = ownership.container_refusal(
             self.object_name,
-            (obj.get("Config") or {}).get("Labels"),
+            self.object_labels(obj),
             owner=self.owner(),
             server_name=self.name,
             adopt_unlabelled=self.adopt_unlabelled,
@@ -901,6 +904,10 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
         return obj
 
     _foreign_container: str | None = None
+
+    def object_labels(self, obj: Mapping[str, Any]) -> Mapping[str, str] | None:
+        """The labels of this server's Docker object (a container here)."""
+        return (obj.get("Config") or {}).get("Labels")
 
     async def check_ownership(self) -> None:
         """Refuse a start that would use another user's container or volumes."""
@@ -998,27 +1005,11 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
         base = self.server.base_url if self.server else "/"
         url = f"http://{ip}:{port}{base}api"
 
-        async def still_running() -> str | None:
-            try:
-                info = await self.docker("inspect_container", self.container_id)
-            except NotFound:
-                return (
-                    f"container {self.object_name} exited before its server answered and "
-                    "was removed (remove=True); set c.ExtDockerSpawner.remove = False "
-                    "to keep it for `docker logs`"
-                )
-            state = info["State"]
-            if state.get("Running"):
-                return None
-            logs = await self.docker("logs", self.container_id, tail=15)
-            return (
-                f"container {self.object_name} exited with code {state.get('ExitCode')} "
-                f"before its server answered; last log lines:\n"
-                + logs.decode(errors="replace").strip()
-            )
-
         waited = await readiness.wait_until_up(
-            url, interval=self.ready_poll_interval, still_running=still_running, budget=budget
+            url,
+            interval=self.ready_poll_interval,
+            still_running=self.server_exit_reason,
+            budget=budget,
         )
         if waited is None:
             self.log.info(
@@ -1030,6 +1021,25 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
             )
         else:
             self.log.debug("Server of %s answered after %.2fs", self._log_name, waited)
+
+    async def server_exit_reason(self) -> str | None:
+        """Why the server's container is no longer running (None while it runs)."""
+        try:
+            info = await self.docker("inspect_container", self.container_id)
+        except NotFound:
+            return (
+                f"container {self.object_name} exited before its server answered and "
+                "was removed (remove=True); set c.ExtDockerSpawner.remove = False "
+                "to keep it for `docker logs`"
+            )
+        state = info["State"]
+        if state.get("Running"):
+            return None
+        logs = await self.docker("logs", self.container_id, tail=15)
+        return (
+            f"container {self.object_name} exited with code {state.get('ExitCode')} "
+            "before its server answered; last log lines:\n" + logs.decode(errors="replace").strip()
+        )
 
     async def drop_container_with_other_grants(self) -> None:
         """With ``remove = False`` DockerSpawner restarts the old container as it was

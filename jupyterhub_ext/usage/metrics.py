@@ -34,6 +34,8 @@ PREFIX = "jupyterhub_ext_"
 # spawn refusal reasons (SpawnRefused.reason and our other refusals)
 REFUSAL_REASONS = (
     "invalid-user-name",
+    "node-unavailable",
+    "swarm-unsupported",
     "volume-conflict",
     "gpu-unavailable",
     "forbidden-option",

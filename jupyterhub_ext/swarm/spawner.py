@@ -1,0 +1,337 @@
+"""ExtSwarmSpawner: each server a Docker Swarm service, with everything ExtDockerSpawner decides.
+
+The container is built by ExtDockerSpawner's own code (volume sets, group
+grants, GPU groups, profiles, the admin's ``extra_host_config``), then
+translated into a service by :mod:`jupyterhub_ext.swarm.servicespec`. What
+is Swarm's own:
+
+- **Where data lives.** Plain local volumes exist on one node. The first
+  start lets Swarm place the server; the node is kept in the spawner's state
+  and later starts are constrained to it. If it is down or drained, the
+  start fails at once with a message naming it - never a fresh, empty home
+  elsewhere. Volume sets whose entries all use a network driver are not
+  pinned.
+- **Volumes are created by the node** that runs the task, from the service
+  mount's ``VolumeOptions`` (our owner labels, the entry's driver and
+  options), not by the hub through the manager.
+- **GPUs** are generic resources (``NVIDIA-GPU``) nodes advertise; a GPU
+  server reserves them and the scheduler hands it free ones. None free
+  anywhere: the spawn fails with a message instead of a task pending forever.
+- **What Swarm cannot do** (privileged, devices, device requests) is refused
+  with a message, at hub start where the config says so and at spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from traitlets import Unicode, default
+
+from jupyterhub_ext.audit import audit
+from jupyterhub_ext.engine.errors import APIError, NotFound, explain
+from jupyterhub_ext.spawner.lifecycle import ExtDockerSpawner
+from jupyterhub_ext.spawner.refused import SpawnRefused
+from jupyterhub_ext.storage.volumes import volume_labels
+from jupyterhub_ext.swarm import servicespec as S
+
+# environment our GPU decision sets for --gpus; on Swarm the runtime reads the
+# scheduler's DOCKER_RESOURCE_* instead, and NVIDIA_VISIBLE_DEVICES=all would
+# hand the server every GPU of its node
+_GPU_ENV_DROPPED = ("NVIDIA_VISIBLE_DEVICES",)
+POLL_SECONDS = 0.25
+
+
+class ExtSwarmSpawner(ExtDockerSpawner):
+    """ExtDockerSpawner's servers as Docker Swarm services (entry point ``ext-swarm``).
+
+    Point ``c.DockerSpawner.client_kwargs`` / ``DOCKER_HOST`` at a manager
+    node. See docs/deployment/swarm.md.
+    """
+
+    object_type = "service"
+    object_id_key = "ID"
+
+    swarm_network = Unicode(
+        "",
+        config=True,
+        help="""Attachable overlay network the servers join.
+
+        Set it when the hub runs on that network too (as a service of the
+        stack): the hub then reaches each server by its service name
+        (endpoint mode ``dnsrr``; this kernel-independent mode needs no
+        routing mesh). Empty: the server's port is published on the node it
+        runs on (``mode=host``) and the hub reaches it at the node's
+        address. With ``network_name = "host"`` servers use the node's own
+        network and a port the hub picks.
+        """,
+    )
+    swarm_gpu_resource = Unicode(
+        S.DEFAULT_GPU_RESOURCE,
+        config=True,
+        help="""The generic resource nodes advertise GPUs as (dockerd's
+        ``node-generic-resources``, e.g. ``["NVIDIA-GPU=GPU-0b1c..."]``). A
+        GPU server reserves ``gpu_count`` of them; the scheduler picks free
+        ones on a node that has them and passes their IDs to the container
+        as ``DOCKER_RESOURCE_NVIDIA-GPU``.""",
+    )
+
+    @default("docker_privileged_group")
+    def _no_privileged_group(self) -> str:
+        # a service cannot be privileged: no group grants it by default
+        return ""
+
+    @default("gpu_count")
+    def _one_gpu(self) -> int:
+        # generic resources are counted: "all" has no meaning across nodes
+        return 1
+
+    @default("pull_policy")
+    def _nodes_pull(self) -> str:
+        # each node gets the image itself (from the stack's registry)
+        return "skip"
+
+    @default("remove")
+    def _services_are_removed(self) -> bool:
+        return True
+
+    # -- state: the node that holds this server's local volumes ----------------
+
+    node_id: str = ""
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.node_id:
+            state["swarm_node"] = self.node_id
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.node_id = state.get("swarm_node", "") or ""
+
+    def clear_state(self) -> None:
+        # the server is gone, its data is not: keep the node
+        node = self.node_id
+        super().clear_state()
+        self.node_id = node
+
+    def pinned(self) -> bool:
+        """Whether this server's data lives on one node (any plain local volume)."""
+        return any(spec.plain_local for spec in self.volume_specs)
+
+    async def node_constraints(self) -> list[str]:
+        """Placement constraints: the node of the user's data, checked to be up."""
+        if not (self.node_id and self.pinned()):
+            return []
+        try:
+            node = await self.docker("inspect_node", self.node_id)
+        except NotFound:
+            self._refuse_node(
+                f"the node that holds your files ({self.node_id[:12]}) left the swarm"
+            )
+        problem = S.node_problem(node)
+        if problem:
+            self._refuse_node(problem)
+        return [f"node.id=={self.node_id}"]
+
+    def _refuse_node(self, problem: str) -> None:
+        message = (
+            f"Cannot start: your files are on one node of the cluster, and {problem}. "
+            "Starting elsewhere would give you an empty home. Try again when the node "
+            "is back, or ask an administrator to move your volumes to another node."
+        )
+        audit(self._requester(), "spawn", self._log_name, "refused", reason=message)
+        raise SpawnRefused(message, reason="node-unavailable", status_code=503)
+
+    # -- what the node does instead of the hub -----------------------------------
+
+    async def ensure_volumes(self) -> None:
+        """Nothing to do from the hub: the node that runs the task creates them.
+
+        The service's volume mounts carry our owner labels and the entry's
+        driver options (``VolumeOptions``); the hub talks to a manager, which
+        cannot create volumes on other nodes.
+        """
+
+    async def drop_container_with_other_grants(self) -> None:
+        """Services are made anew at every start (``remove`` is always on)."""
+
+    def volume_options(self) -> dict[str, dict[str, Any]]:
+        """``VolumeOptions`` of each volume of the set, by Docker name."""
+        names = self.volume_names()
+        owner = self.owner()
+        out = {}
+        for spec in self.volume_specs:
+            labels = volume_labels(
+                spec,
+                owner_id=owner.id,
+                owner_name=owner.name,
+                server_name=self.name,
+                owner_created=owner.created,
+            )
+            out[names[spec.key]] = S.volume_options(labels, spec.driver, spec.driver_opts)
+        return out
+
+    # -- GPUs: generic resources, not device requests -------------------------------
+
+    async def host_config_fragments(self) -> list[Mapping[str, Any]]:
+        frags = await super().host_config_fragments()
+        return [{k: v for k, v in f.items() if k != "device_requests"} for f in frags]
+
+    async def extra_environment(self) -> dict[str, str]:
+        env = await super().extra_environment()
+        return {k: v for k, v in env.items() if k not in _GPU_ENV_DROPPED}
+
+    async def gpu_report(self) -> Any:
+        """GPU auto-detection on Swarm: what the nodes advertise as generic resources."""
+        from jupyterhub_ext import gpu
+
+        nodes = await self.docker("nodes")
+        counts = S.gpu_count_of_nodes(nodes, self.swarm_gpu_resource)
+        detail = ", ".join(f"{n}: {c}" for n, c in sorted(counts.items())) or "no node has GPUs"
+        return gpu.EngineGpuReport(bool(counts), via="swarm", detail=detail, source="swarm-nodes")
+
+    def gpu_reservation(self) -> int:
+        plan = self._spawn_grants
+        if plan is None or not plan.gpu.enabled or plan.gpu.request is None:
+            return 0
+        count = plan.gpu.request.count
+        if count < 0:
+            raise SpawnRefused(
+                'gpu_count "all" cannot be reserved on Docker Swarm: set a number '
+                "(c.ExtSwarmSpawner.gpu_count = 1).",
+                reason="swarm-unsupported",
+            )
+        return max(1, count)
+
+    # -- the service ----------------------------------------------------------------
+
+    def object_labels(self, obj: Mapping[str, Any]) -> Mapping[str, str] | None:
+        return (obj.get("Spec") or {}).get("Labels")
+
+    def endpoint(self) -> str:
+        return "host-port" if not (self.swarm_network or self.host_network) else "dnsrr"
+
+    async def create_object(self) -> dict:
+        kwargs = await self.container_create_kwargs()
+        constraints = await self.node_constraints()
+        try:
+            spec = S.service_create_kwargs(
+                kwargs,
+                name=self.object_name,
+                service_labels=kwargs.get("labels") or {},
+                volume_options=self.volume_options(),
+                network=self.swarm_network,
+                port=self.port,
+                endpoint=self.endpoint(),
+                constraints=constraints,
+                gpus=self.gpu_reservation(),
+                gpu_resource=self.swarm_gpu_resource,
+            )
+        except S.SwarmSpecError as e:
+            audit(self._requester(), "spawn", self._log_name, "refused", reason=str(e))
+            raise SpawnRefused(str(e), reason="swarm-unsupported") from e
+        self.log.debug("Creating service %s: %s", self.object_name, spec)
+        return await self.docker("create_service", **spec)
+
+    async def tasks(self) -> list[dict]:
+        return await self.docker("tasks", filters={"service": self.object_name})
+
+    async def current_task(self) -> dict | None:
+        """The service's newest task (a service of ours never has more than one running)."""
+        try:
+            found = await self.tasks()
+        except NotFound:
+            return None
+        return max(found, key=lambda t: t.get("CreatedAt", ""), default=None)
+
+    async def start_object(self) -> None:
+        """Wait for the task to run; fail at once when the scheduler cannot place it."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            task = await self.current_task()
+            if task is not None:
+                state, err = S.task_state(task)
+                if state == "running":
+                    self.node_id = task.get("NodeID") or self.node_id
+                    return
+                if state in S.FINAL:
+                    raise RuntimeError(f"service {self.object_name}: task {state}: {err}")
+                reason = S.pending_reason(task)
+                if reason:
+                    await self._refuse_unplaceable(reason)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {self.object_name} not running after start_timeout")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _refuse_unplaceable(self, reason: str) -> None:
+        await self.remove_object()
+        gpus = self.gpu_reservation()
+        if gpus:
+            message = (
+                f"No node of the cluster has {gpus} free GPU(s) now "
+                f"({self.swarm_gpu_resource}): all are in use. Try again later, "
+                "or start a server without GPUs."
+            )
+            why = "gpu-unavailable"
+        else:
+            message = f"No node of the cluster can run this server now: {reason}"
+            why = "node-unavailable"
+        audit(self._requester(), "spawn", self._log_name, "refused", reason=message)
+        raise SpawnRefused(message, reason=why, status_code=503)
+
+    async def poll(self) -> int | str | None:
+        if not self.object_id:
+            return 0
+        task = await self.current_task()
+        if task is None:
+            return 0
+        state, err = S.task_state(task)
+        if state == "running" or state in S.WAITING:
+            return None
+        return f"task {state}: {err}" if err else 0
+
+    async def server_exit_reason(self) -> str | None:
+        task = await self.current_task()
+        if task is None:
+            return f"service {self.object_name} is gone"
+        state, err = S.task_state(task)
+        if state == "running" or state in S.WAITING:
+            return None
+        return f"service {self.object_name}: task {state} before its server answered: {err}"
+
+    async def stop_object(self) -> None:
+        """A service has no stop: removing it stops its task."""
+
+    async def remove_object(self) -> None:
+        try:
+            await self.docker("remove_service", self.object_id or self.object_name)
+        except NotFound:
+            pass
+        except APIError as e:
+            self.log.warning("Removing service %s: %s", self.object_name, explain(e))
+            raise
+
+    @property
+    def internal_hostname(self) -> str:
+        return self.object_name
+
+    async def get_ip_and_port(self) -> tuple[str, int]:
+        if self.swarm_network and not self.host_network:
+            return self.object_name, self.port
+        task = await self.current_task()
+        if task is None:
+            raise RuntimeError(f"service {self.object_name} has no task")
+        node = await self.docker("inspect_node", task["NodeID"])
+        address = S.node_address(node)
+        if self.host_network:
+            return address, self.port
+        port = S.published_port(task, self.port)
+        if port is None:
+            raise RuntimeError(f"service {self.object_name}: port {self.port} not published")
+        return address, port
+
+
+__all__ = ["ExtSwarmSpawner"]
