@@ -18,6 +18,7 @@ from jupyterhub_ext.paths import template_path
 from jupyterhub_ext.spawner import compat, grants
 from jupyterhub_ext.storage.mixin import check_at_hub_start
 from jupyterhub_ext.storage.volumes import parse_volume_set
+from jupyterhub_ext.swarm import hubcheck as swarm_hubcheck
 
 SPAWNER_SECTIONS = ("ExtDockerSpawner",)
 # sections whose values reach ExtDockerSpawner's traits, lowest precedence first
@@ -95,6 +96,8 @@ def apply(c: Any) -> None:
     configure_groups(c)
     check_gpu_config(c)
     check_docker_spawner_options(c)
+    # Docker Swarm: what a service would silently drop stops the hub instead
+    swarm_hubcheck.check_at_hub_start(c)
     # spawn profiles: syntax, GPU counts, images present on the engine
     from jupyterhub_ext.profiles.mixin import check_at_hub_start as check_profiles
 

@@ -163,3 +163,24 @@ def test_reading_tasks_and_nodes():
         {"Description": {"Hostname": "node3", "Resources": {}}},
     ]
     assert S.gpu_count_of_nodes(nodes, "NVIDIA-GPU") == {"node2": 2}
+
+
+def test_a_swarm_hub_with_a_privileged_group_does_not_start():
+    from traitlets.config import Config
+
+    from jupyterhub_ext.swarm import hubcheck
+
+    c = Config()
+    c.JupyterHub.spawner_class = "ext-swarm"
+    hubcheck.check_at_hub_start(c)  # the defaults are fine
+    c.ExtSwarmSpawner.docker_privileged_group = "docker-privileged"
+    c.DockerSpawner.extra_host_config = {"devices": ["/dev/fuse"], "cap_add": ["SYS_ADMIN"]}
+    with pytest.raises(S.SwarmSpecError) as e:
+        hubcheck.check_at_hub_start(c)
+    text = str(e.value)
+    assert "docker_privileged_group = 'docker-privileged'" in text
+    assert "extra_host_config['devices']" in text and "cap_add" not in text
+    # the same config on a single engine is fine
+    c.JupyterHub.spawner_class = "ext-docker"
+    hubcheck.check_at_hub_start(c)
+    assert hubcheck.uses_swarm(Config({"JupyterHub": {"spawner_class": "x.ExtSwarmSpawner"}}))
