@@ -5,6 +5,7 @@
 #   scripts/swarm-testbed.sh status             # exit 0 when all three nodes are Ready
 #   scripts/swarm-testbed.sh env                # shell lines: JHX_SWARM_* and DOCKER_HOST of the manager
 #   scripts/swarm-testbed.sh load-image REF...  # copy images from the private test engine onto every node
+#   scripts/swarm-testbed.sh push-image REF...  # put images into the registry on node 1, print REF@digest
 #   scripts/swarm-testbed.sh down               # removes everything `up` made
 #
 # Layout (see docs in ../shared/reference.md, "Docker Swarm on one machine"):
@@ -20,6 +21,11 @@
 # Images reach the nodes by `docker save | docker load` (same image ID on every
 # node); services must be created without registry resolution (CLI:
 # --no-resolve-image) and find the local image (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1).
+# `up` also starts a registry on node 1 (10.77.0.11:5000, every node trusts it
+# as insecure): Debian's docker-registry, fetched once with `apt-get download`
+# and unpacked with `dpkg-deb -x` into a cache (no system install); if it
+# cannot be had, the bed comes up without it (`env` then prints an empty
+# JHX_SWARM_REGISTRY).
 set -euo pipefail
 
 N=3
@@ -37,6 +43,8 @@ SOURCE_HOST=${JHX_SWARM_SOURCE_HOST:-unix:///run/jupyterhub-ext-docker/docker.so
 DOCKER=/usr/bin/docker
 [ -x "$DOCKER" ] || DOCKER=$(command -v docker || true)
 GPU_NODE=2
+REGISTRY_PORT=5000
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/jupyterhub-ext
 
 log() { echo "[swarm-testbed] $*" >&2; }
 die() { echo "[swarm-testbed] ERROR: $*" >&2; exit 1; }
@@ -176,6 +184,67 @@ all_ready() {
   [ "$ready" = "$N" ]
 }
 
+# --- registry on node 1 ----------------------------------------------------
+
+registry_url() { echo "http://$(addr 1):$REGISTRY_PORT/v2/"; }
+registry_ok() { curl -fsS --max-time 2 -o /dev/null "$(registry_url)" 2>/dev/null; }
+
+registry_binary() {
+  local bin
+  bin=$(ls "$CACHE"/docker-registry-*/usr/bin/docker-registry 2>/dev/null | tail -n 1 || true)
+  if [ -z "$bin" ]; then
+    local tmp deb dest
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"  # apt's _apt user writes the download there
+    (cd "$tmp" && apt-get download -q docker-registry >/dev/null 2>&1) || { rm -rf "$tmp"; return 1; }
+    deb=$(ls "$tmp"/docker-registry_*.deb | head -n 1)
+    dest="$CACHE/docker-registry-$(dpkg-deb -f "$deb" Version | tr -c 'A-Za-z0-9.+\n' _)"
+    mkdir -p "$dest" && dpkg-deb -x "$deb" "$dest"
+    rm -rf "$tmp"
+    bin="$dest/usr/bin/docker-registry"
+  fi
+  [ -x "$bin" ] && echo "$bin"
+}
+
+registry_up() {
+  registry_ok && return 0
+  local bin dir="$STATE_DIR/registry"
+  if ! bin=$(registry_binary); then
+    log "WARNING: no docker-registry (apt-get download failed): the bed runs without a registry"
+    return 0
+  fi
+  mkdir -p "$dir/data"
+  printf '%s\n' "version: 0.1" "log:" "  level: warn" "storage:" "  filesystem:" \
+    "    rootdirectory: $dir/data" "  delete:" "    enabled: true" "http:" \
+    "  addr: $(addr 1):$REGISTRY_PORT" >"$dir/config.yml"
+  nohup setsid nsenter --net="/run/netns/$(ns 1)" -- "$bin" serve "$dir/config.yml" \
+    >"$dir/registry.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/registry.pid"
+  for _ in $(seq 1 40); do registry_ok && return 0; sleep 0.25; done
+  tail -5 "$dir/registry.log" >&2 || true
+  log "WARNING: the registry on node1 did not answer: the bed runs without it"
+}
+
+# Tag on node 1 as 10.77.0.11:5000/REF, push from node 1, print REF@digest
+# (what a service pins; workers pull it from node 1).
+cmd_push_image() {
+  [ $# -gt 0 ] || die "usage: $0 push-image REF..."
+  registry_ok || die "no registry answers at $(registry_url)"
+  local ref target digest
+  for ref in "$@"; do
+    if ! d 1 image inspect "$ref" >/dev/null 2>&1; then
+      N=1 cmd_load_image "$ref"
+    fi
+    target="$(addr 1):$REGISTRY_PORT/$ref"
+    d 1 tag "$ref" "$target"
+    d 1 push -q "$target" >/dev/null || die "push of $target failed"
+    digest=$(d 1 image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$target" \
+      | grep "^$(addr 1):$REGISTRY_PORT/${ref%:*}@" | head -n 1)
+    [ -n "$digest" ] || die "no digest for $target after the push"
+    echo "$digest"
+  done
+}
+
 cmd_up() {
   need
   local t0=$SECONDS i
@@ -191,6 +260,7 @@ cmd_up() {
   swarm_up
   for _ in $(seq 1 80); do all_ready && break; sleep 0.25; done
   all_ready || { d 1 node ls >&2 || true; die "not all $N nodes are Ready"; }
+  if [ "${JHX_SWARM_REGISTRY:-1}" = 1 ]; then registry_up; fi
   log "up: $N nodes Ready in $((SECONDS - t0)) s"
 }
 
@@ -214,6 +284,11 @@ cmd_env() {
   echo "JHX_SWARM_MANAGER=$(sock 1)"
   echo "JHX_SWARM_BRIDGE_ADDR=$BR_ADDR"
   echo "JHX_SWARM_NETWORK=$OVERLAY"
+  if registry_ok; then
+    echo "JHX_SWARM_REGISTRY=$(addr 1):$REGISTRY_PORT"
+  else
+    echo "JHX_SWARM_REGISTRY="
+  fi
   for i in $(seq 1 $N); do
     echo "JHX_SWARM_NODE${i}_HOST=$(sock "$i")"
     echo "JHX_SWARM_NODE${i}_ADDR=$(addr "$i")"
@@ -258,6 +333,8 @@ cmd_load_image() {
 cmd_down() {
   need
   local t0=$SECONDS i pid n
+  pid=$(cat "$RUN_DIR/registry.pid" 2>/dev/null || true)
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
   # containers first (SIGKILL): a daemon that stops them itself waits up to each
   # task's stop grace period (10 s by default) per container
   for i in $(seq 1 $N); do
@@ -313,5 +390,6 @@ down) cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
 load-image) shift; cmd_load_image "$@" ;;
-*) echo "usage: $0 up|down|status|env|load-image REF..." >&2; exit 2 ;;
+push-image) shift; cmd_push_image "$@" ;;
+*) echo "usage: $0 up|down|status|env|load-image REF...|push-image REF..." >&2; exit 2 ;;
 esac

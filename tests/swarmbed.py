@@ -7,6 +7,7 @@ the end of the session; one that was already up is left as it was.
 
 Skips (with the reason) when the machine cannot run it: not root, no
 ``ip netns``/``nsenter``/``unshare``/``dockerd``, or the engines do not start.
+The registry on node 1 is optional (``SwarmBed.registry`` is empty without it).
 Set ``JHEXT_SWARM_KEEP=1`` to keep a bed this session started.
 """
 
@@ -39,6 +40,7 @@ class SwarmBed:
     manager: str  # DOCKER_HOST of the manager (node1)
     bridge_addr: str  # the root namespace's address on the bed's bridge
     network: str  # the attachable overlay network
+    registry: str  # "10.77.0.11:5000" (registry on node 1), "" when it could not be had
     nodes: list[SwarmNode]
     image: str = ""  # the single-user image, present on every node
     bring_up_seconds: float = 0.0
@@ -55,6 +57,13 @@ class SwarmBed:
     def load_image(self, *refs: str) -> None:
         """Copy images from the private test engine onto every node (no registry)."""
         _run("load-image", *refs)
+
+    def push_image(self, *refs: str) -> list[str]:
+        """Push images (from node 1, else the test engine) to the registry on node 1.
+
+        Returns ``registry/repo@sha256:...`` per image: what a service pins to;
+        workers pull it from node 1."""
+        return _run("push-image", *refs).stdout.split()
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -104,6 +113,7 @@ def bed_from_env(env: dict[str, str]) -> SwarmBed:
         manager=env["JHX_SWARM_MANAGER"],
         bridge_addr=env["JHX_SWARM_BRIDGE_ADDR"],
         network=env["JHX_SWARM_NETWORK"],
+        registry=env.get("JHX_SWARM_REGISTRY", ""),
         nodes=nodes,
     )
 

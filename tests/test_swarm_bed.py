@@ -7,8 +7,10 @@ namespaces the bed made) and to its unix sockets.
 
 from __future__ import annotations
 
+import io
 import secrets
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 
@@ -243,3 +245,28 @@ def test_node_namespaces_have_no_default_route(swarm_bed: SwarmBed) -> None:
             check=True,
         ).stdout
         assert f"inet {node.addr}/24" in addrs
+
+
+def test_registry_on_node1_serves_the_workers(swarm_bed: SwarmBed) -> None:
+    if not swarm_bed.registry:
+        pytest.skip("the bed came up without its registry (docker-registry could not be fetched)")
+    node1 = docker.APIClient(base_url=swarm_bed.node("node1").host, version="auto")
+    node3 = docker.APIClient(base_url=swarm_bed.node("node3").host, version="auto")
+    # a tiny image (one file) made on node 1: quick to push and pull
+    payload = secrets.token_hex(16).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("marker")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    tag = secrets.token_hex(4)
+    node1.import_image_from_data(buf.getvalue(), repository="jhxbed/tiny", tag=tag)
+    (pinned,) = swarm_bed.push_image(f"jhxbed/tiny:{tag}")
+    assert pinned.startswith(f"{swarm_bed.registry}/jhxbed/tiny@sha256:")
+    try:
+        node3.pull(pinned)
+        assert node3.inspect_image(pinned)["Id"] == node1.inspect_image(f"jhxbed/tiny:{tag}")["Id"]
+    finally:
+        for client, ref in ((node3, pinned), (node1, f"{swarm_bed.registry}/jhxbed/tiny:{tag}")):
+            client.remove_image(ref, force=True)
+        node1.remove_image(f"jhxbed/tiny:{tag}", force=True)
