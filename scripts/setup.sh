@@ -15,6 +15,9 @@ command -v npm >/dev/null || need_apt+=(npm)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 # validates deploy/docker-compose.yml in the tests
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+# the three-node Swarm test bed (scripts/swarm-testbed.sh): ip netns, nsenter/unshare
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}"
   $SUDO apt-get update -q

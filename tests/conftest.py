@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from hubctl import Hub, build_images, cleanup_prefix, docker_host
+from swarmbed import swarm_bed  # noqa: F401  (the three-node Swarm test bed, issue 14)
 
 
 @pytest.fixture(scope="session")
