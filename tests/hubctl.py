@@ -380,7 +380,7 @@ def can_login(hub: Hub, name: str, password: str) -> bool:
 
 def volume_manifest(image: str, volume: str) -> dict:
     """jupyterhub_ext.rename.treeverify's manifest of a volume, made in a root helper container."""
-    src = (ROOT / "jupyterhub_ext" / "treeverify.py").read_text()
+    src = (ROOT / "jupyterhub_ext" / "rename" / "treeverify.py").read_text()
     client = docker.from_env(version="auto")
     client.volumes.get(volume)  # raises NotFound: never let the mount create it
     c = client.containers.create(

@@ -88,6 +88,12 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         # generic resources are counted: "all" has no meaning across nodes
         return 1
 
+    @default("host_network_ip")
+    def _all_addresses(self) -> str:
+        # with network_name = "host" the server listens on its node, which the
+        # hub reaches at the node's address (get_ip_and_port), not on loopback
+        return "0.0.0.0"
+
     @default("pull_policy")
     def _nodes_pull(self) -> str:
         # each node gets the image itself (from the stack's registry)
