@@ -225,20 +225,29 @@ def probe_check(
     try:
         client.inspect_image(image)
     except NotFound:
-        return _stamped(
-            EngineGpuReport(
-                False,
-                detail=(
-                    f"GPU probe image {image!r} is not on the engine (it is never pulled): "
-                    f"run `docker pull {image}` on the Docker host or change gpu_probe_image"
-                ),
-                **keep,
-            ),
-            t0,
+        detail = (
+            f"GPU probe image {image!r} is not on the engine (it is never pulled): "
+            f"run `docker pull {image}` on the Docker host or change gpu_probe_image"
         )
+        return _stamped(EngineGpuReport(False, detail=detail, **keep), t0)
+    cid = _create_probe(client, image, command, base.via or VIA_RUNTIME, name_prefix)
+    try:
+        # stamped before the removal: elapsed_ms is the probe's own time
+        return _stamped(_run_probe(client, cid, timeout, keep), t0)
+    finally:
+        try:
+            client.remove_container(cid, force=True)
+        except APIError:
+            pass
+
+
+def _create_probe(
+    client: APIClient, image: str, command: Sequence[str], via: str, name_prefix: str
+) -> str:
+    """Create (not start) the probe container, every GPU requested, no network; its id."""
     req = GpuRequest(count=-1, capabilities=("utility",))
     host_config = client.create_host_config(
-        device_requests=device_requests(req, base.via or VIA_RUNTIME), network_mode="none"
+        device_requests=device_requests(req, via), network_mode="none"
     )
     container = client.create_container(
         image,
@@ -247,34 +256,27 @@ def probe_check(
         labels={LABEL_GPU_PROBE: "true"},
         host_config=host_config,
     )
-    cid = container["Id"]
+    return container["Id"]
+
+
+def _run_probe(
+    client: APIClient, cid: str, timeout: float, keep: Mapping[str, Any]
+) -> EngineGpuReport:
+    """Start the probe container, wait for it, and read the answer from its exit code."""
     try:
-        try:
-            client.start(cid)
-        except APIError as e:
-            return _stamped(
-                EngineGpuReport(False, detail=f"GPU probe refused: {explain(e)}", **keep), t0
-            )
-        try:
-            code = client.wait(cid, timeout=timeout)["StatusCode"]
-        except Exception as e:  # requests' ReadTimeout, ConnectionError
-            detail = f"GPU probe did not finish in {timeout}s ({e})"
-            return _stamped(EngineGpuReport(False, detail=detail, **keep), t0)
-        out = client.logs(cid).decode(errors="replace").strip()
-        first = out.splitlines()[0] if out else ""
-        if code == 0:
-            return _stamped(
-                EngineGpuReport(True, VIA_PROBE, f"GPU probe ok: {first}".strip(), **keep), t0
-            )
-        return _stamped(
-            EngineGpuReport(False, detail=f"GPU probe exited {code}: {first}".strip(), **keep),
-            t0,
-        )
-    finally:
-        try:
-            client.remove_container(cid, force=True)
-        except APIError:
-            pass
+        client.start(cid)
+    except APIError as e:
+        return EngineGpuReport(False, detail=f"GPU probe refused: {explain(e)}", **keep)
+    try:
+        code = client.wait(cid, timeout=timeout)["StatusCode"]
+    except Exception as e:  # requests' ReadTimeout, ConnectionError
+        detail = f"GPU probe did not finish in {timeout}s ({e})"
+        return EngineGpuReport(False, detail=detail, **keep)
+    out = client.logs(cid).decode(errors="replace").strip()
+    first = out.splitlines()[0] if out else ""
+    if code == 0:
+        return EngineGpuReport(True, VIA_PROBE, f"GPU probe ok: {first}".strip(), **keep)
+    return EngineGpuReport(False, detail=f"GPU probe exited {code}: {first}".strip(), **keep)
 
 
 def _stamped(report: EngineGpuReport, t0: float) -> EngineGpuReport:

@@ -41,14 +41,7 @@ def apply(c: Any) -> None:
     hook_logging()
     # names with invisible characters can collide in Docker object names
     usernames.install()
-    paths = list(configured(c, "JupyterHub", "template_paths", []))
-    if template_path() not in paths:
-        c.JupyterHub.template_paths = [template_path(), *paths]
-
-    existing = list(configured(c, "JupyterHub", "extra_handlers", []))
-    routes = {h[0] for h in existing}
-    c.JupyterHub.extra_handlers = existing + [h for h in default_handlers() if h[0] not in routes]
-
+    _add_templates_and_handlers(c)
     scopes.configure(
         c,
         admin_users=set(configured(c, "Authenticator", "admin_users", set())),
@@ -58,9 +51,36 @@ def apply(c: Any) -> None:
     notifications = broadcast.NotificationsConfig(config=c)
     broadcast.configure(c, service_name=notifications.service_name)
 
-    # Rename: the journal table (created by JupyterHub with its own tables),
-    # the listeners that keep NativeAuthenticator's row with the user's name,
-    # and resuming renames a crash interrupted once the hub is up.
+    _install_rename(c)
+    _install_usage_and_culling(c)
+    _check_volume_sets(c)
+    configure_groups(c)
+    check_gpu_config(c)
+    check_docker_spawner_options(c)
+    # Docker Swarm: what a service would silently drop stops the hub instead
+    swarm_hubcheck.check_at_hub_start(c)
+    # spawn profiles: syntax, GPU counts, images present on the engine
+    from jupyterhub_ext.profiles.mixin import check_at_hub_start as check_profiles
+
+    check_profiles(c, spawner_setting)
+
+
+def _add_templates_and_handlers(c: Any) -> None:
+    """Our templates first in ``template_paths``; our routes unless the admin has them."""
+    paths = list(configured(c, "JupyterHub", "template_paths", []))
+    if template_path() not in paths:
+        c.JupyterHub.template_paths = [template_path(), *paths]
+
+    existing = list(configured(c, "JupyterHub", "extra_handlers", []))
+    routes = {h[0] for h in existing}
+    c.JupyterHub.extra_handlers = existing + [h for h in default_handlers() if h[0] not in routes]
+
+
+def _install_rename(c: Any) -> None:
+    """Rename: the journal table (created by JupyterHub with its own tables),
+    the listeners that keep NativeAuthenticator's row with the user's name,
+    and resuming renames a crash interrupted once the hub is up.
+    """
     from jupyterhub_ext.accounts import nativecompat
     from jupyterhub_ext.rename import journal, runner
 
@@ -76,6 +96,8 @@ def apply(c: Any) -> None:
     journal.set_privilege_check(runner.privilege_refusal)
     runner.schedule_recovery()
 
+
+def _install_usage_and_culling(c: Any) -> None:
     # usage: our series on /hub/metrics, and the scan behind them and /hub/servers
     from jupyterhub_ext.usage import metrics, scan
 
@@ -87,21 +109,13 @@ def apply(c: Any) -> None:
 
     culler.configure(c)
 
+
+def _check_volume_sets(c: Any) -> None:
     for section in SPAWNER_SECTIONS:
         raw = configured(c, section, "volume_set")
         if raw is not None:
             # archive directories and secret sources too, not only the syntax
             check_at_hub_start(parse_volume_set(raw))
-
-    configure_groups(c)
-    check_gpu_config(c)
-    check_docker_spawner_options(c)
-    # Docker Swarm: what a service would silently drop stops the hub instead
-    swarm_hubcheck.check_at_hub_start(c)
-    # spawn profiles: syntax, GPU counts, images present on the engine
-    from jupyterhub_ext.profiles.mixin import check_at_hub_start as check_profiles
-
-    check_profiles(c, spawner_setting)
 
 
 def configure_groups(c: Any) -> None:

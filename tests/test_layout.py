@@ -4,7 +4,9 @@
 - no import cycle between the package's modules (imports inside functions
   count too: a cycle hidden in a function is still a cycle);
 - handlers never import Docker, the engine layer, or the spawner's lifecycle;
-- every package says what it owns in its ``__init__`` docstring.
+- every package says what it owns in its ``__init__`` docstring;
+- the package's longest functions are each under 60 lines, or say in their
+  docstring why not ("Long because ...").
 """
 
 from __future__ import annotations
@@ -158,3 +160,32 @@ def test_private_hub_internals_only_in_hubcompat():
     assert found == [], "use jupyterhub_ext.hubcompat for these"
     hubcompat = (PKG / "hubcompat.py").read_text()
     assert all(needle.lstrip(".") in hubcompat for needle in PRIVATE_HUB_INTERNALS[:5])
+
+
+def _function_lengths() -> list[tuple[int, str, str, bool]]:
+    """(lines, "path:line", name, says "Long because") per function, nested ones too.
+
+    Longest first. Lines run from ``def`` to the end of the body; decorators are not counted.
+    """
+    rows = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                where = f"{path.relative_to(PKG.parent)}:{node.lineno}"
+                long_because = "Long because" in (ast.get_docstring(node) or "")
+                rows.append((node.end_lineno - node.lineno + 1, where, node.name, long_because))
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    return rows
+
+
+def test_the_longest_functions_are_short_or_say_why():
+    rows = _function_lengths()
+    assert len(rows) > 200  # the package was read
+    too_long = [
+        f"{n} lines: {name} ({where})"
+        for n, where, name, long_because in rows[:20]
+        if n >= 60 and not long_because
+    ]
+    assert not too_long, "split these, or say in their docstring why (Long because ...):\n" + (
+        "\n".join(too_long)
+    )

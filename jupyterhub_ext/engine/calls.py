@@ -100,6 +100,43 @@ async def run_helper(
     old = await container_or_none(api, name)
     if old is not None:  # left over from an interrupted attempt
         await call(api, "remove_container", old["Id"], force=True)
+    cid = await _create_helper(
+        api,
+        image=image,
+        name=name,
+        entrypoint=entrypoint,
+        command=command,
+        mounts=mounts,
+        labels=labels,
+    )
+    try:
+        await call(api, "start", cid)
+        if started is not None:
+            await started(cid)
+        exit_code = await _wait_for_exit(api, cid, while_running)
+        state = (await call(api, "inspect_container", cid))["State"]
+        if state.get("OOMKilled"):
+            raise HelperError(f"helper {name} ran out of memory")
+        raw = await call(api, "logs", cid, stdout=True, stderr=True)
+        return HelperResult(exit_code, raw.decode(errors="replace"))
+    finally:
+        try:
+            await call(api, "remove_container", cid, force=True)
+        except NotFound:
+            pass
+
+
+async def _create_helper(
+    api: APIClient,
+    *,
+    image: str,
+    name: str,
+    entrypoint: list[str],
+    command: list[str],
+    mounts: list[Mount],
+    labels: Mapping[str, str],
+) -> str:
+    """Create (not start) the helper container: root, no network, read-only; its id."""
     host_config = api.create_host_config(
         mounts=mounts,
         network_mode="none",
@@ -120,32 +157,24 @@ async def run_helper(
         labels={LABEL_MANAGED: "true", **labels},
         host_config=host_config,
     )
-    cid = created["Id"]
+    return created["Id"]
+
+
+async def _wait_for_exit(
+    api: APIClient, cid: str, while_running: Callable[[str], Awaitable[None]] | None
+) -> int:
+    """The helper's exit code, awaiting ``while_running`` about once a second meanwhile."""
+    # Docker tells us the moment the helper exits (no polling delay on
+    # short copies); meanwhile report progress once per POLL_SECONDS.
+    exited = asyncio.ensure_future(call_long(api, "wait", cid))
     try:
-        await call(api, "start", cid)
-        if started is not None:
-            await started(cid)
-        # Docker tells us the moment the helper exits (no polling delay on
-        # short copies); meanwhile report progress once per POLL_SECONDS.
-        exited = asyncio.ensure_future(call_long(api, "wait", cid))
-        try:
-            while True:
-                done, _ = await asyncio.wait({exited}, timeout=POLL_SECONDS)
-                if done:
-                    break
-                if while_running is not None:
-                    await while_running(cid)
-        finally:
-            if not exited.done():
-                exited.cancel()
-        exit_code = int(exited.result()["StatusCode"])
-        state = (await call(api, "inspect_container", cid))["State"]
-        if state.get("OOMKilled"):
-            raise HelperError(f"helper {name} ran out of memory")
-        raw = await call(api, "logs", cid, stdout=True, stderr=True)
-        return HelperResult(exit_code, raw.decode(errors="replace"))
+        while True:
+            done, _ = await asyncio.wait({exited}, timeout=POLL_SECONDS)
+            if done:
+                break
+            if while_running is not None:
+                await while_running(cid)
     finally:
-        try:
-            await call(api, "remove_container", cid, force=True)
-        except NotFound:
-            pass
+        if not exited.done():
+            exited.cancel()
+    return int(exited.result()["StatusCode"])

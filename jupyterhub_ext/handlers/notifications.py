@@ -124,6 +124,24 @@ class HistoryHandler(_NotificationsMixin, APIHandler):
         self.finish({"history": entries, "size": cfg.history_size})
 
 
+def _history_entry(actor: str, req: BroadcastRequest, ordered: list[dict]) -> dict[str, Any]:
+    """The history record of one broadcast; ``ordered``: one result dict per recipient."""
+    successful = sum(1 for d in ordered if d["status"] == fanout.DELIVERED)
+    return {
+        "id": secrets.token_hex(6),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sender": actor,
+        "message": req.message,
+        "variant": req.variant,
+        "autoClose": req.auto_close,
+        "recipients": "all" if req.recipients is None else [r.label for r in req.recipients],
+        "total": len(ordered),
+        "successful": successful,
+        "failed": len(ordered) - successful,
+        "failures": [d for d in ordered if d["status"] != fanout.DELIVERED],
+    }
+
+
 class BroadcastHandler(_NotificationsMixin, APIHandler):
     """POST /hub/api/notifications/broadcast"""
 
@@ -145,33 +163,30 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
 
         # servers we tried, in server order, then chosen ones we could not try
         ordered = [d.as_dict() for d in deliveries] + refused
-        successful = sum(1 for d in deliveries if d.ok)
-        failed = len(ordered) - successful
-        broadcast_id = secrets.token_hex(6)
-        entry = {
-            "id": broadcast_id,
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "sender": actor,
-            "message": req.message,
-            "variant": req.variant,
-            "autoClose": req.auto_close,
-            "recipients": "all" if req.recipients is None else [r.label for r in req.recipients],
-            "total": len(ordered),
-            "successful": successful,
-            "failed": failed,
-            "failures": [d for d in ordered if d["status"] != fanout.DELIVERED],
-        }
+        entry = _history_entry(actor, req, ordered)
         try:
             await store.append_async(entry)
         except OSError as e:
             # the notifications went out; a full disk must not hide that
-            self.log.error("Could not record broadcast %s in %s: %s", broadcast_id, store.path, e)
+            self.log.error("Could not record broadcast %s in %s: %s", entry["id"], store.path, e)
+        self._audit_broadcast(actor, req, entry)
+        self.finish(
+            {
+                "id": entry["id"],
+                "total": entry["total"],
+                "successful": entry["successful"],
+                "failed": entry["failed"],
+                "details": ordered,
+            }
+        )
+
+    def _audit_broadcast(self, actor: str, req: BroadcastRequest, entry: dict[str, Any]) -> None:
         audit(
             actor,
             "broadcast",
             "all running servers" if req.recipients is None else entry["recipients"],
-            f"{successful}/{len(ordered)} delivered",
-            id=broadcast_id,
+            f"{entry['successful']}/{entry['total']} delivered",
+            id=entry["id"],
             variant=req.variant,
             message=req.message,
             seconds=round(self.request.request_time(), 3),
@@ -179,15 +194,6 @@ class BroadcastHandler(_NotificationsMixin, APIHandler):
                 f"{d['username']}/{d['server']}" if d["server"] else d["username"]
                 for d in entry["failures"]
             ],
-        )
-        self.finish(
-            {
-                "id": broadcast_id,
-                "total": len(ordered),
-                "successful": successful,
-                "failed": failed,
-                "details": ordered,
-            }
         )
 
     def resolve(self, req: BroadcastRequest) -> tuple[list[fanout.Target], list[dict]]:

@@ -54,6 +54,20 @@ def busy_servers(user: Any, volume_names: set[str]) -> list[str]:
     return busy
 
 
+def _refuse_if_busy(
+    user: Any, chosen: set[str], *, actor: str, target: str, keys: list[str]
+) -> None:
+    """409, audited, when a server of ``user`` that mounts a chosen volume is up."""
+    busy = busy_servers(user, chosen)
+    if busy:
+        msg = (
+            f"Stop these servers of {user.name} first, they use the chosen "
+            f"volumes: {', '.join(busy)}"
+        )
+        audit(actor, ACTION, target, "refused", status=409, volumes=keys, reason=msg)
+        raise web.HTTPError(409, msg)
+
+
 class ManageVolumesAPIHandler(APIHandler):
     """GET: the volume set with existence and size; DELETE: reset chosen volumes."""
 
@@ -106,20 +120,11 @@ class ManageVolumesAPIHandler(APIHandler):
             audit(actor, ACTION, target, "refused", status=400, reason=str(e))
             raise web.HTTPError(400, str(e)) from e
         chosen = {names[k] for k in keys}
-
-        def refuse_if_busy() -> None:
-            busy = busy_servers(user, chosen)
-            if busy:
-                msg = (
-                    f"Stop these servers of {user.name} first, they use the chosen "
-                    f"volumes: {', '.join(busy)}"
-                )
-                audit(actor, ACTION, target, "refused", status=409, volumes=keys, reason=msg)
-                raise web.HTTPError(409, msg)
-
-        refuse_if_busy()  # answer at once instead of queueing behind a start
+        # answer at once instead of queueing behind a start
+        _refuse_if_busy(user, chosen, actor=actor, target=target, keys=keys)
         async with user_lock(user.id):
-            refuse_if_busy()  # what counts: nothing can start while we hold the lock
+            # what counts: nothing can start while we hold the lock
+            _refuse_if_busy(user, chosen, actor=actor, target=target, keys=keys)
             self.log.info("Resetting volumes %s of %s (holding the user lock)", keys, target)
             results = await volume_ops.reset_volumes(
                 spawner.client,
@@ -128,9 +133,13 @@ class ManageVolumesAPIHandler(APIHandler):
                 adopt_unlabelled=getattr(spawner, "adopt_unlabelled", False),
                 pool_size=spawner.docker_pool_size,
             )
-        ok = all(r.ok for r in results)
         # a reset volume is empty: no quota refusal from its old size
         scan.forget(user.name, [r.key for r in results if r.ok])
+        self._audit_reset(actor, target, results)
+        self._write_reset_results(user.name, server_name, results)
+
+    def _audit_reset(self, actor: str, target: str, results: list[volume_ops.ResetResult]) -> None:
+        ok = all(r.ok for r in results)
         audit(
             actor,
             ACTION,
@@ -140,13 +149,18 @@ class ManageVolumesAPIHandler(APIHandler):
             seconds=round(self.request.request_time(), 3),
             **({} if ok else {"errors": {r.key: r.message for r in results if not r.ok}}),
         )
+
+    def _write_reset_results(
+        self, user_name: str, server_name: str, results: list[volume_ops.ResetResult]
+    ) -> None:
+        ok = all(r.ok for r in results)
         # a volume that is not this user's is a refusal (409), not a server fault
         refused_only = all(r.ok or r.status == "refused" for r in results)
         self.set_status(200 if ok else 409 if refused_only else 500)
         self.write(
             json.dumps(
                 {
-                    "user": user.name,
+                    "user": user_name,
                     "server_name": server_name,
                     "ok": ok,
                     "message": "Volumes reset; the next start creates them empty."

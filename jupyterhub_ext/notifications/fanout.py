@@ -159,6 +159,29 @@ def _token_lookup(
     return tokens
 
 
+def _own_client(concurrency: int) -> SimpleAsyncHTTPClient:
+    # Our own client: as many connections as the limit, so no request waits
+    # in tornado's queue (where its timeout would already be running).
+    return SimpleAsyncHTTPClient(
+        force_instance=True,
+        max_clients=concurrency,
+        max_buffer_size=MAX_RESPONSE_BYTES,
+        max_body_size=MAX_RESPONSE_BYTES,
+    )
+
+
+def _log_result(result: Delivery) -> None:
+    target = result.target
+    log.debug(
+        "Notification to %s/%s: %s%s (%.2fs)",
+        target.username,
+        target.server,
+        result.status,
+        f" ({result.error})" if result.error else "",
+        result.seconds,
+    )
+
+
 async def deliver(
     targets: Iterable[Target],
     payload: Mapping[str, Any],
@@ -188,14 +211,7 @@ async def deliver(
         raise ValueError("concurrency must be at least 1")
     body = json.dumps(payload).encode()
     limit = asyncio.Semaphore(concurrency)
-    # Our own client: as many connections as the limit, so no request waits
-    # in tornado's queue (where its timeout would already be running).
-    client = SimpleAsyncHTTPClient(
-        force_instance=True,
-        max_clients=concurrency,
-        max_buffer_size=MAX_RESPONSE_BYTES,
-        max_body_size=MAX_RESPONSE_BYTES,
-    )
+    client = _own_client(concurrency)
 
     async def one(target: Target) -> Delivery:
         token = token_for(target)
@@ -206,14 +222,7 @@ async def deliver(
                 result = await _send_one(
                     client, target, body, token, per_server_timeout, ssl_context
                 )
-        log.debug(
-            "Notification to %s/%s: %s%s (%.2fs)",
-            target.username,
-            target.server,
-            result.status,
-            f" ({result.error})" if result.error else "",
-            result.seconds,
-        )
+        _log_result(result)
         if on_result is not None:
             on_result(result)
         return result

@@ -437,56 +437,17 @@ class ProfilesMixin(HasTraits):
             "profile": None,
             "profile_granted_by": [],
         }
-        profile: P.Profile | None = None
-        if self.profiles:
-            try:
-                profile = P.choose(
-                    self.parsed_profiles, groups, (self.user_options or {}).get("profile")
-                )
-            except P.ProfileChoiceError as e:
-                model["profile_error"] = e.message
+        profile = self._chosen_profile(groups, model)
         info = None
         if self.active and self.object_id:  # type: ignore[attr-defined]
             with contextlib.suppress(Exception):
                 info = await self.docker("inspect_container", self.object_id)  # type: ignore[attr-defined]
         if info is not None:
-            labels = info["Config"].get("Labels") or {}
-            hc = info["HostConfig"]
-            slug = labels.get(LABEL_PROFILE)
+            slug = (info["Config"].get("Labels") or {}).get(LABEL_PROFILE)
             profile = next((p for p in self.parsed_profiles if p.slug == slug), None)
-            cpu = None
-            if hc.get("NanoCpus"):
-                cpu = hc["NanoCpus"] / 1e9
-            elif hc.get("CpuQuota") and hc.get("CpuPeriod"):
-                cpu = hc["CpuQuota"] / hc["CpuPeriod"]
-            binds = " ".join(hc.get("Binds") or [])
-            devices = [
-                d for r in hc.get("DeviceRequests") or [] for d in (r.get("DeviceIDs") or [])
-            ]
-            model.update(
-                image=info["Config"].get("Image"),
-                mem_limit=hc.get("Memory") or None,
-                mem_guarantee=hc.get("MemoryReservation") or None,
-                cpu_limit=cpu,
-                gpus=bool(hc.get("DeviceRequests")),
-                gpu_devices=devices,
-                docker_sock=self.docker_sock_host_path in binds,  # type: ignore[attr-defined]
-                privileged=bool(hc.get("Privileged")),
-                source="container",
-            )
+            model.update(_container_grants(info, self.docker_sock_host_path))  # type: ignore[attr-defined]
         else:
-            model.update(
-                image=(profile.image if profile and profile.image else None)
-                or self._profile_undo.get("image", (self.image,))[0],  # type: ignore[attr-defined]
-                mem_limit=profile.mem_limit if profile else P.parse_mem(self.mem_limit),
-                mem_guarantee=profile.mem_guarantee if profile else self.mem_guarantee_bytes(),
-                cpu_limit=profile.cpu_limit if profile else self.cpu_limit,
-                gpus=bool(profile.needs_gpu) if profile else None,
-                gpu_devices=[],
-                docker_sock=bool(access.docker_sock),
-                privileged=bool(access.privileged),
-                source="next-start",
-            )
+            model.update(self._next_start_grants(profile, access))
         if profile is not None:
             model["profile"] = {"slug": profile.slug, "display_name": profile.display_name}
             model["profile_granted_by"] = profile.granted_by(groups)
@@ -495,6 +456,56 @@ class ProfilesMixin(HasTraits):
             "privileged": access.privileged,
         }
         return model
+
+    def _chosen_profile(self, groups: set[str], model: dict[str, Any]) -> P.Profile | None:
+        """The profile the next start would use; a refused choice goes into ``model``."""
+        if not self.profiles:
+            return None
+        try:
+            return P.choose(self.parsed_profiles, groups, (self.user_options or {}).get("profile"))
+        except P.ProfileChoiceError as e:
+            model["profile_error"] = e.message
+            return None
+
+    def _next_start_grants(
+        self, profile: P.Profile | None, access: grants.AccessDecision
+    ) -> dict[str, Any]:
+        """What a stopped server would get at its next start."""
+        return dict(
+            image=(profile.image if profile and profile.image else None)
+            or self._profile_undo.get("image", (self.image,))[0],  # type: ignore[attr-defined]
+            mem_limit=profile.mem_limit if profile else P.parse_mem(self.mem_limit),
+            mem_guarantee=profile.mem_guarantee if profile else self.mem_guarantee_bytes(),
+            cpu_limit=profile.cpu_limit if profile else self.cpu_limit,
+            gpus=bool(profile.needs_gpu) if profile else None,
+            gpu_devices=[],
+            docker_sock=bool(access.docker_sock),
+            privileged=bool(access.privileged),
+            source="next-start",
+        )
+
+
+def _container_grants(info: Mapping[str, Any], docker_sock_host_path: str) -> dict[str, Any]:
+    """What a running server has, read from its container's inspect answer."""
+    hc = info["HostConfig"]
+    cpu = None
+    if hc.get("NanoCpus"):
+        cpu = hc["NanoCpus"] / 1e9
+    elif hc.get("CpuQuota") and hc.get("CpuPeriod"):
+        cpu = hc["CpuQuota"] / hc["CpuPeriod"]
+    binds = " ".join(hc.get("Binds") or [])
+    devices = [d for r in hc.get("DeviceRequests") or [] for d in (r.get("DeviceIDs") or [])]
+    return dict(
+        image=info["Config"].get("Image"),
+        mem_limit=hc.get("Memory") or None,
+        mem_guarantee=hc.get("MemoryReservation") or None,
+        cpu_limit=cpu,
+        gpus=bool(hc.get("DeviceRequests")),
+        gpu_devices=devices,
+        docker_sock=docker_sock_host_path in binds,
+        privileged=bool(hc.get("Privileged")),
+        source="container",
+    )
 
 
 # -- hub start ----------------------------------------------------------------------------

@@ -153,6 +153,27 @@ class Profile:
 
 
 def _parse_one(i: int, raw: Any) -> Profile:
+    where = _check_entry(i, raw)
+    display, description, image = _text_fields(where, raw)
+    mem_limit, mem_guarantee = _memory_fields(where, raw)
+    # keyword arguments are evaluated in order, so the checks run in the order written
+    return Profile(
+        slug=raw["slug"],
+        display_name=display,
+        description=description,
+        image=image,
+        mem_limit=mem_limit,
+        mem_guarantee=mem_guarantee,
+        cpu_limit=_cpu_limit(where, raw),
+        gpus=_gpus(where, raw),
+        environment=_environment(where, raw),
+        groups=_groups(where, raw),
+        default=_default(where, raw),
+    )
+
+
+def _check_entry(i: int, raw: Any) -> str:
+    """Check an entry's shape, keys and slug; return how messages name it."""
     if not isinstance(raw, Mapping):
         raise ProfileError(f"profiles[{i}] must be a dict, not {type(raw).__name__}")
     slug = raw.get("slug")
@@ -168,7 +189,12 @@ def _parse_one(i: int, raw: Any) -> Profile:
             f"{where}: 'slug' must be lower-case letters, digits, '-' or '_' "
             f"(at most 63, starting with a letter or digit), not {slug!r}"
         )
-    display = raw.get("display_name") or slug
+    return where
+
+
+def _text_fields(where: str, raw: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """(display_name, description, image)."""
+    display = raw.get("display_name") or raw["slug"]
     if not isinstance(display, str):
         raise ProfileError(f"{where}: 'display_name' must be a string")
     description = raw.get("description") or ""
@@ -177,6 +203,11 @@ def _parse_one(i: int, raw: Any) -> Profile:
     image = raw.get("image")
     if image is not None and (not isinstance(image, str) or not image.strip()):
         raise ProfileError(f"{where}: 'image' must be a non-empty string")
+    return display, description, image
+
+
+def _memory_fields(where: str, raw: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(mem_limit, mem_guarantee) in bytes; the guarantee may not exceed the limit."""
     mem_limit = parse_mem(raw.get("mem_limit"), where=f"{where} mem_limit")
     mem_guarantee = parse_mem(raw.get("mem_guarantee"), where=f"{where} mem_guarantee")
     if mem_limit is not None and mem_guarantee is not None and mem_guarantee > mem_limit:
@@ -184,11 +215,19 @@ def _parse_one(i: int, raw: Any) -> Profile:
             f"{where}: mem_guarantee ({format_bytes(mem_guarantee)}) is more than "
             f"mem_limit ({format_bytes(mem_limit)})"
         )
+    return mem_limit, mem_guarantee
+
+
+def _cpu_limit(where: str, raw: Mapping[str, Any]) -> float | None:
     cpu = raw.get("cpu_limit")
     if cpu is not None:
         if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0:
             raise ProfileError(f"{where}: 'cpu_limit' must be a positive number, not {cpu!r}")
         cpu = float(cpu)
+    return cpu
+
+
+def _gpus(where: str, raw: Mapping[str, Any]) -> int | str:
     gpus = raw.get("gpus", 0)
     if gpus is None:
         gpus = 0
@@ -198,30 +237,30 @@ def _parse_one(i: int, raw: Any) -> Profile:
         raise ProfileError(
             f"{where}: 'gpus' must be 0, a number of whole GPUs or \"all\", not {gpus!r}"
         )
+    return gpus
+
+
+def _environment(where: str, raw: Mapping[str, Any]) -> dict[str, str]:
     env = raw.get("environment") or {}
     if not isinstance(env, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env.items()
     ):
         raise ProfileError(f"{where}: 'environment' must be a dict of strings to strings")
+    return dict(env)
+
+
+def _groups(where: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
     groups = raw.get("groups") or []
     if isinstance(groups, str) or not all(isinstance(g, str) and g for g in groups):
         raise ProfileError(f"{where}: 'groups' must be a list of group names")
+    return tuple(groups)
+
+
+def _default(where: str, raw: Mapping[str, Any]) -> bool:
     default = raw.get("default", False)
     if not isinstance(default, bool):
         raise ProfileError(f"{where}: 'default' must be True or False")
-    return Profile(
-        slug=slug,
-        display_name=display,
-        description=description,
-        image=image,
-        mem_limit=mem_limit,
-        mem_guarantee=mem_guarantee,
-        cpu_limit=cpu,
-        gpus=gpus,
-        environment=dict(env),
-        groups=tuple(groups),
-        default=default,
-    )
+    return default
 
 
 def parse_profiles(raw: Any) -> list[Profile]:

@@ -803,7 +803,20 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
         extra_host = dict(await self._resolve(self.extra_host_config))
         if "binds" in extra_host:
             extra_host["binds"] = hostconfig.normalize_binds(extra_host["binds"])
+        base = self._base_host_config(extra_host)
+        host_config = hostconfig.merge_fragments(
+            base, *(await self.host_config_fragments()), extra_host
+        )
+        host_config.setdefault("network_mode", self.network_name)
+        create_kwargs = await self._create_kwargs(extra_create)
+        self.log.debug("Creating %s with host config %s", self.container_name, host_config)
+        raw_host_config = dict(create_kwargs.get("host_config") or {})
+        raw_host_config.update(client.create_host_config(**host_config))
+        create_kwargs["host_config"] = raw_host_config
+        return create_kwargs
 
+    def _base_host_config(self, extra_host: Mapping[str, Any]) -> dict[str, Any]:
+        """DockerSpawner's own host config: binds, links, limits, port bindings."""
         base: dict[str, Any] = {
             "auto_remove": self.remove,
             "binds": hostconfig.normalize_binds(self.volume_binds),
@@ -817,12 +830,10 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
             base["cpu_quota"] = int(self.cpu_limit * cpu_period)
         if not self.use_internal_ip and not self.host_network:
             base["port_bindings"] = {self.port: (self.host_ip,)}
+        return base
 
-        host_config = hostconfig.merge_fragments(
-            base, *(await self.host_config_fragments()), extra_host
-        )
-        host_config.setdefault("network_mode", self.network_name)
-
+    async def _create_kwargs(self, extra_create: Mapping[str, Any]) -> dict[str, Any]:
+        """The create arguments (all but the host config), ``extra_create_kwargs`` merged in."""
         env = self.get_env()
         env.update(await self.extra_environment())
         labels = {
@@ -844,10 +855,6 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
         create_kwargs = compat.deep_merge(create_kwargs, extra_create)
         # owner and grants labels find a user's containers: the admin's labels add to them
         create_kwargs["labels"] = {**(create_kwargs.get("labels") or {}), **labels}
-        self.log.debug("Creating %s with host config %s", self.container_name, host_config)
-        raw_host_config = dict(create_kwargs.get("host_config") or {})
-        raw_host_config.update(client.create_host_config(**host_config))
-        create_kwargs["host_config"] = raw_host_config
         return create_kwargs
 
     # -- lifecycle ----------------------------------------------------------

@@ -227,10 +227,6 @@ async def _reset_one(
     adopt_unlabelled: bool = False,
 ) -> ResetResult:
     res = ResetResult(key=key, name=name)
-
-    async def run(fn, *args, **kwargs):
-        return await dockerpool.run(fn, *args, pool_size=pool_size, **kwargs)
-
     info = await _inspect(client, name, pool_size)
     if info is None:
         res.status, res.message = "absent", "did not exist; the next start creates it empty"
@@ -244,36 +240,15 @@ async def _reset_one(
         res.message = f"{why}; nothing was removed; ask an administrator"
         return res
 
-    holders = await run(client.containers, all=True, filters={"volume": name})
-    for c in holders:
-        detail = await run(client.inspect_container, c["Id"])
-        if not any(m.get("Name") == name for m in detail.get("Mounts") or []):
-            continue  # the filter also matches mount paths
-        cname = detail.get("Name", "").lstrip("/") or c["Id"][:12]
-        state = (detail.get("State") or {}).get("Status", "")
-        if state in LIVE_STATES:
-            res.status = "failed"
-            res.message = f"in use by container {cname} ({state}); stop it first"
-            return res
-        if not _owned_by((detail.get("Config") or {}).get("Labels"), owner.id):
-            res.status = "failed"
-            res.message = (
-                f"held by container {cname}, which is not one of this user's servers; "
-                "ask an administrator"
-            )
-            return res
-        try:
-            await run(client.remove_container, c["Id"], v=False, force=False)
-        except NotFound:
-            pass  # an auto-removed container went away by itself
-        except APIError as e:
-            res.status = "failed"
-            res.message = f"could not remove stopped container {cname}: {explain(e)}"
-            return res
-        res.removed_containers.append(cname)
+    failure = await _remove_stopped_holders(
+        client, name, owner.id, pool_size, res.removed_containers
+    )
+    if failure:
+        res.status, res.message = "failed", failure
+        return res
 
     try:
-        await run(client.remove_volume, name)
+        await dockerpool.run(client.remove_volume, name, pool_size=pool_size)
     except NotFound:
         res.status, res.message = "absent", "did not exist; the next start creates it empty"
     except APIError as e:
@@ -282,6 +257,43 @@ async def _reset_one(
     else:
         res.message = "removed; the next start creates it empty"
     return res
+
+
+async def _remove_stopped_holders(
+    client: APIClient, name: str, owner_id: int, pool_size: int, removed: list[str]
+) -> str | None:
+    """Remove this user's stopped containers holding volume ``name``.
+
+    Returns why the volume cannot be freed (a live holder, another's holder,
+    a refused removal), or None. Each removed container's name is appended
+    to ``removed`` as it goes.
+    """
+
+    async def run(fn, *args, **kwargs):
+        return await dockerpool.run(fn, *args, pool_size=pool_size, **kwargs)
+
+    holders = await run(client.containers, all=True, filters={"volume": name})
+    for c in holders:
+        detail = await run(client.inspect_container, c["Id"])
+        if not any(m.get("Name") == name for m in detail.get("Mounts") or []):
+            continue  # the filter also matches mount paths
+        cname = detail.get("Name", "").lstrip("/") or c["Id"][:12]
+        state = (detail.get("State") or {}).get("Status", "")
+        if state in LIVE_STATES:
+            return f"in use by container {cname} ({state}); stop it first"
+        if not _owned_by((detail.get("Config") or {}).get("Labels"), owner_id):
+            return (
+                f"held by container {cname}, which is not one of this user's servers; "
+                "ask an administrator"
+            )
+        try:
+            await run(client.remove_container, c["Id"], v=False, force=False)
+        except NotFound:
+            pass  # an auto-removed container went away by itself
+        except APIError as e:
+            return f"could not remove stopped container {cname}: {explain(e)}"
+        removed.append(cname)
+    return None
 
 
 async def reset_volumes(

@@ -191,106 +191,139 @@ def parse_volume_set(raw: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> li
     seen_mounts: dict[str, str] = {}
     for key, entry in _entries(raw):
         where = f"volume_set[{key!r}]"
-        if not _KEY_RE.match(key):
-            raise VolumeSetError(
-                f"{where}: key must be lowercase letters, digits, '-' or '_' "
-                "and start with a letter"
-            )
-        if key in seen_keys:
-            raise VolumeSetError(f"{where}: key {key!r} is used twice")
+        _check_key(where, key, seen_keys)
         seen_keys.add(key)
-        unknown = set(entry) - _KNOWN_FIELDS
-        if unknown:
-            raise VolumeSetError(
-                f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_KNOWN_FIELDS)}"
-            )
-        scope = entry.get("scope", "archive" if "union" in entry else "user")
-        if scope not in _SCOPES:
-            raise VolumeSetError(f"{where}: scope must be one of {_SCOPES}, got {scope!r}")
-        if "union" in entry and scope != "archive":
-            raise VolumeSetError(f"{where}: 'union' makes an archive; drop scope {scope!r}")
+        scope = _scope(where, entry)
         if scope == "archive":
             entry = _archive_entry(where, key, entry)
         for required in ("name", "mount"):
             if not isinstance(entry.get(required), str) or not entry[required]:
                 raise VolumeSetError(f"{where}: {required!r} is required (a string)")
-        name = entry["name"]
-        fields = _template_fields(name)
-        unknown_fields = fields - set(_SAMPLE_NS)
-        if unknown_fields:
-            raise VolumeSetError(
-                f"{where}: name template {name!r} uses unknown field(s) "
-                f"{sorted(unknown_fields)}; available: {sorted(_SAMPLE_NS)}"
-            )
-        if "raw_username" in fields or "raw_servername" in fields:
-            raise VolumeSetError(
-                f"{where}: use {{username}}/{{servername}} (escaped), not raw names, "
-                "in Docker volume names"
-            )
-        has_user = any(f.strip("{}") in fields for f in USER_FIELDS)
-        if scope == "user" and not has_user:
-            raise VolumeSetError(
-                f"{where}: per-user name template {name!r} must contain {{username}}, "
-                "or every user would share one volume (use scope='shared' for that)"
-            )
-        if scope != "user" and fields & {"username", "safe_username", "raw_username"}:
-            raise VolumeSetError(
-                f"{where}: a {scope} volume's name {name!r} must not depend on the user"
-            )
-        rendered = name.format(**_SAMPLE_NS)
-        if not _DOCKER_NAME_RE.match(rendered):
-            raise VolumeSetError(
-                f"{where}: name template {name!r} does not give a valid Docker volume "
-                f"name (got {rendered!r})"
-            )
-        mount = entry["mount"]
-        if not posixpath.isabs(mount):
-            raise VolumeSetError(f"{where}: mount {mount!r} must be an absolute path")
-        norm = posixpath.normpath(mount)
-        if norm in seen_mounts:
-            raise VolumeSetError(
-                f"{where}: mount path {norm!r} is already used by volume_set[{seen_mounts[norm]!r}]"
-            )
-        seen_mounts[norm] = key
-        resettable = entry.get("resettable", scope == "user")
-        if scope != "user" and resettable:
-            raise VolumeSetError(f"{where}: {scope} volumes cannot be resettable by users")
-        for flag in ("resettable", "read_only"):
-            if flag in entry and not isinstance(entry[flag], bool):
-                raise VolumeSetError(f"{where}: {flag!r} must be true or false")
-        driver_opts = entry.get("driver_opts", {})
-        if not isinstance(driver_opts, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in driver_opts.items()
-        ):
-            raise VolumeSetError(f"{where}: driver_opts must map strings to strings")
-        for opt, value in driver_opts.items():
-            try:
-                secretopts.references(value)
-            except secretopts.SecretError as e:
-                raise VolumeSetError(f"{where}: driver_opts[{opt!r}]: {e}") from None
-        owner, group, mode = _permission_fields(where, entry, scope, driver_opts)
-        soft, hard, on_hard = _quota_fields(where, entry, scope)
-        specs.append(
-            VolumeSpec(
-                key=key,
-                name=name,
-                mount=norm,
-                description=str(entry.get("description", "")),
-                resettable=bool(resettable),
-                scope=scope,
-                read_only=bool(entry.get("read_only", False)),
-                driver=str(entry.get("driver", "local")),
-                driver_opts=dict(driver_opts),
-                union=tuple(entry.get("union", ())),
-                owner=owner,
-                group=group,
-                mode=mode,
-                soft_limit=soft,
-                hard_limit=hard,
-                on_hard_limit=on_hard,
-            )
-        )
+        _check_name_template(where, entry["name"], scope)
+        mount = _mount_path(where, entry["mount"], seen_mounts)
+        seen_mounts[mount] = key
+        specs.append(_build_spec(where, key, entry, scope, mount))
     return specs
+
+
+def _check_key(where: str, key: str, seen_keys: set[str]) -> None:
+    if not _KEY_RE.match(key):
+        raise VolumeSetError(
+            f"{where}: key must be lowercase letters, digits, '-' or '_' and start with a letter"
+        )
+    if key in seen_keys:
+        raise VolumeSetError(f"{where}: key {key!r} is used twice")
+
+
+def _scope(where: str, entry: Mapping[str, Any]) -> str:
+    """The entry's scope, after checking its fields are all known."""
+    unknown = set(entry) - _KNOWN_FIELDS
+    if unknown:
+        raise VolumeSetError(
+            f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_KNOWN_FIELDS)}"
+        )
+    scope = entry.get("scope", "archive" if "union" in entry else "user")
+    if scope not in _SCOPES:
+        raise VolumeSetError(f"{where}: scope must be one of {_SCOPES}, got {scope!r}")
+    if "union" in entry and scope != "archive":
+        raise VolumeSetError(f"{where}: 'union' makes an archive; drop scope {scope!r}")
+    return scope
+
+
+def _check_name_template(where: str, name: str, scope: str) -> None:
+    fields = _template_fields(name)
+    unknown_fields = fields - set(_SAMPLE_NS)
+    if unknown_fields:
+        raise VolumeSetError(
+            f"{where}: name template {name!r} uses unknown field(s) "
+            f"{sorted(unknown_fields)}; available: {sorted(_SAMPLE_NS)}"
+        )
+    if "raw_username" in fields or "raw_servername" in fields:
+        raise VolumeSetError(
+            f"{where}: use {{username}}/{{servername}} (escaped), not raw names, "
+            "in Docker volume names"
+        )
+    has_user = any(f.strip("{}") in fields for f in USER_FIELDS)
+    if scope == "user" and not has_user:
+        raise VolumeSetError(
+            f"{where}: per-user name template {name!r} must contain {{username}}, "
+            "or every user would share one volume (use scope='shared' for that)"
+        )
+    if scope != "user" and fields & {"username", "safe_username", "raw_username"}:
+        raise VolumeSetError(
+            f"{where}: a {scope} volume's name {name!r} must not depend on the user"
+        )
+    rendered = name.format(**_SAMPLE_NS)
+    if not _DOCKER_NAME_RE.match(rendered):
+        raise VolumeSetError(
+            f"{where}: name template {name!r} does not give a valid Docker volume "
+            f"name (got {rendered!r})"
+        )
+
+
+def _mount_path(where: str, mount: str, seen_mounts: Mapping[str, str]) -> str:
+    """The normalized mount path, refused if relative or already taken."""
+    if not posixpath.isabs(mount):
+        raise VolumeSetError(f"{where}: mount {mount!r} must be an absolute path")
+    norm = posixpath.normpath(mount)
+    if norm in seen_mounts:
+        raise VolumeSetError(
+            f"{where}: mount path {norm!r} is already used by volume_set[{seen_mounts[norm]!r}]"
+        )
+    return norm
+
+
+def _resettable(where: str, entry: Mapping[str, Any], scope: str) -> bool:
+    resettable = entry.get("resettable", scope == "user")
+    if scope != "user" and resettable:
+        raise VolumeSetError(f"{where}: {scope} volumes cannot be resettable by users")
+    for flag in ("resettable", "read_only"):
+        if flag in entry and not isinstance(entry[flag], bool):
+            raise VolumeSetError(f"{where}: {flag!r} must be true or false")
+    return bool(resettable)
+
+
+def _driver_opts(where: str, entry: Mapping[str, Any]) -> dict[str, str]:
+    """The entry's driver options: strings only, secret references well formed."""
+    driver_opts = entry.get("driver_opts", {})
+    if not isinstance(driver_opts, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in driver_opts.items()
+    ):
+        raise VolumeSetError(f"{where}: driver_opts must map strings to strings")
+    for opt, value in driver_opts.items():
+        try:
+            secretopts.references(value)
+        except secretopts.SecretError as e:
+            raise VolumeSetError(f"{where}: driver_opts[{opt!r}]: {e}") from None
+    return driver_opts
+
+
+def _build_spec(
+    where: str, key: str, entry: Mapping[str, Any], scope: str, mount: str
+) -> VolumeSpec:
+    """The entry's remaining fields checked, in order, and the spec built."""
+    resettable = _resettable(where, entry, scope)
+    driver_opts = _driver_opts(where, entry)
+    owner, group, mode = _permission_fields(where, entry, scope, driver_opts)
+    soft, hard, on_hard = _quota_fields(where, entry, scope)
+    return VolumeSpec(
+        key=key,
+        name=entry["name"],
+        mount=mount,
+        description=str(entry.get("description", "")),
+        resettable=resettable,
+        scope=scope,
+        read_only=bool(entry.get("read_only", False)),
+        driver=str(entry.get("driver", "local")),
+        driver_opts=dict(driver_opts),
+        union=tuple(entry.get("union", ())),
+        owner=owner,
+        group=group,
+        mode=mode,
+        soft_limit=soft,
+        hard_limit=hard,
+        on_hard_limit=on_hard,
+    )
 
 
 def parse_mode(value: Any) -> int:
