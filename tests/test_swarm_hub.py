@@ -191,3 +191,91 @@ def test_a_swarm_hub_with_a_privileged_group_does_not_start(make_hub, swarm_bed)
         hub.start()
     assert "Refusing to start rather than start servers without them" in str(e.value)
     assert "docker_privileged_group = 'docker-privileged'" in str(e.value)
+
+
+def set_availability(api: docker.APIClient, node_id: str, availability: str) -> None:
+    spec = api.inspect_node(node_id)
+    api.update_node(
+        node_id, spec["Version"]["Index"], {**spec["Spec"], "Availability": availability}
+    )
+
+
+def wait_job(hub, name: str, job_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = hub.api("GET", f"/users/{name}/rename", params={"id": job_id})
+        if r.status_code == 200 and r.json()["state"] in ("done", "failed", "rolled-back"):
+            return r.json()
+        time.sleep(0.5)
+    raise AssertionError(f"rename {job_id} did not finish")
+
+
+def test_reset_and_rename_act_on_the_worker_that_holds_the_volumes(make_hub, swarm_bed, manager):
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            """
+c.ExtSwarmSpawner.swarm_node_socket = "/run/jhx-swarm/{node}/docker.sock"
+""",
+        )
+    )
+    p = hub.prefix
+    # first start on a worker: the manager takes no new task meanwhile
+    manager_id = swarm_bed.node("node1").node_id
+    hub.create_user("wanda")
+    set_availability(manager, manager_id, "pause")
+    try:
+        hub.spawn("wanda")
+    finally:
+        set_availability(manager, manager_id, "active")
+    node = swarm_bed.by_id(task_node(manager, service_name(hub, "wanda")))
+    assert node.name != "node1"
+    token = hub.token_for("wanda")
+    put_file(hub, "wanda", token, "keep.txt", "kept through reset and rename")
+    hub.stop_server("wanda")
+    worker = docker.APIClient(base_url=node.host, version="auto")
+    assert worker.inspect_volume(f"{p}-wanda-home")
+    # a decoy of another user on that node, and the manager's engine untouched
+    worker.create_volume(f"{p}-other-home", labels={"jupyterhub-ext.owner-name": "other"})
+
+    # reset: the volume on the worker goes, exactly that one
+    r = requests.delete(
+        f"{hub.url}/hub/api/users/wanda/manage-volumes",
+        headers={"Authorization": f"token {token}"},
+        json={"volumes": ["home"]},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert [v["status"] for v in r.json()["volumes"]] == ["reset"], r.json()
+    with pytest.raises(docker.errors.NotFound):
+        worker.inspect_volume(f"{p}-wanda-home")
+    assert worker.inspect_volume(f"{p}-other-home")
+    # started again: on the same node, an empty home
+    hub.spawn("wanda")
+    assert task_node(manager, service_name(hub, "wanda")) == node.node_id
+    r = requests.get(
+        f"{hub.url}/user/wanda/api/contents/keep.txt",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 404
+    put_file(hub, "wanda", token, "keep.txt", "kept through the rename")
+    hub.stop_server("wanda")
+
+    # rename: login and data move, on the worker
+    r = hub.api("PATCH", "/users/wanda/rename", json={"new_name": "wendy"})
+    assert r.status_code == 202, r.text
+    job = wait_job(hub, "wendy", r.json()["id"])
+    assert job["state"] == "done", job
+    assert (
+        worker.inspect_volume(f"{p}-wendy-home")["Labels"]["jupyterhub-ext.owner-name"] == "wendy"
+    )
+    with pytest.raises(docker.errors.NotFound):
+        worker.inspect_volume(f"{p}-wanda-home")
+    hub.spawn("wendy")
+    assert task_node(manager, service_name(hub, "wendy")) == node.node_id
+    wendy = hub.token_for("wendy")
+    assert get_file(hub, "wendy", wendy, "keep.txt") == "kept through the rename"
+    hub.stop_server("wendy")
+    worker.remove_volume(f"{p}-other-home")
+    worker.close()

@@ -88,7 +88,7 @@ class ManageVolumesAPIHandler(APIHandler):
         user, spawner = find_server(self, user_name, server_name)
         specs, names = self._spawner_volumes(spawner)
         volumes = await volume_ops.list_volumes(
-            spawner.client,
+            spawner.volume_engine(),
             specs,
             names,
             pool_size=spawner.docker_pool_size,
@@ -127,7 +127,7 @@ class ManageVolumesAPIHandler(APIHandler):
             _refuse_if_busy(user, chosen, actor=actor, target=target, keys=keys)
             self.log.info("Resetting volumes %s of %s (holding the user lock)", keys, target)
             results = await volume_ops.reset_volumes(
-                spawner.client,
+                spawner.volume_engine(),
                 [(k, names[k]) for k in keys],
                 owner=spawner.owner(),
                 adopt_unlabelled=getattr(spawner, "adopt_unlabelled", False),

@@ -232,7 +232,7 @@ async def plan_moves(user: Any, old_name: str, new_name: str, job_key: str = "")
     if not spawners:
         plan.note = "the spawner is not ExtDockerSpawner: no volumes are moved"
         return plan
-    api = spawners[0].client
+    api = spawners[0].volume_engine()
     ours = await _labelled_volumes(api, user, spawners, old_name)
     moves, plan.left = plan_moves_pure(
         _template_moves(spawners, old_name, new_name), ours, _resolver(spawners, new_name)
@@ -588,7 +588,7 @@ def _context(db: Session, user: Any) -> _Ctx:
         sp = spawners[0]
         return _Ctx(
             db,
-            sp.client,
+            sp.volume_engine(),
             getattr(sp, "helper_image", "") or sp.image,
             sp.prefix,
             float(getattr(sp, "rename_timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT),
@@ -753,8 +753,10 @@ def _pop_stale_spawners(user: Any) -> None:
 
 
 def _clear_spawner_state(user: Any) -> None:
+    # what says where the data lives (a Swarm node) moves with the user
     for orm_sp in user.orm_spawners.values():
-        orm_sp.state = None
+        kept = {k: v for k, v in (orm_sp.state or {}).items() if k in hooks.persistent_state}
+        orm_sp.state = kept or None
 
 
 def _commit_names(ctx: _Ctx, job: RenameJob, user: Any) -> None:

@@ -19,6 +19,11 @@ with_user_lock: list[Callable[[Any], Awaitable[None]]] = []
 after_stop: list[Callable[[Any], None]] = []
 
 
+# spawner state keys that say where a user's data lives: they survive what
+# otherwise clears a spawner's state (a rename), see ExtSwarmSpawner
+persistent_state: set[str] = set()
+
+
 def register(
     *,
     before: Callable[[Any], None] | None = None,

@@ -912,6 +912,10 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
 
     _foreign_container: str | None = None
 
+    def volume_engine(self) -> Any:
+        """The engine that holds this server's volumes, for reset and rename: our own."""
+        return self.client
+
     def object_labels(self, obj: Mapping[str, Any]) -> Mapping[str, str] | None:
         """The labels of this server's Docker object (a container here)."""
         return (obj.get("Config") or {}).get("Labels")

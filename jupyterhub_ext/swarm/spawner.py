@@ -32,6 +32,8 @@ from traitlets import Unicode, default
 
 from jupyterhub_ext.audit import audit
 from jupyterhub_ext.engine.errors import APIError, NotFound, explain
+from jupyterhub_ext.engine.nodejob import NodeEngine
+from jupyterhub_ext.spawner import hooks
 from jupyterhub_ext.spawner.lifecycle import ExtDockerSpawner
 from jupyterhub_ext.spawner.refused import SpawnRefused
 from jupyterhub_ext.storage.volumes import volume_labels
@@ -42,6 +44,8 @@ from jupyterhub_ext.swarm import servicespec as S
 # hand the server every GPU of its node
 _GPU_ENV_DROPPED = ("NVIDIA_VISIBLE_DEVICES",)
 POLL_SECONDS = 0.25
+# the node of a user's data survives a rename (which clears spawner state)
+hooks.persistent_state.add("swarm_node")
 
 
 class ExtSwarmSpawner(ExtDockerSpawner):
@@ -67,6 +71,15 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         address. With ``network_name = "host"`` servers use the node's own
         network and a port the hub picks.
         """,
+    )
+    swarm_node_socket = Unicode(
+        "/var/run/docker.sock",
+        config=True,
+        help="""Path of the Docker socket on each node (``{node}``: the node's
+        hostname). Volume reset and rename of data on a worker node run as
+        one-off jobs on that node that use its socket
+        (:mod:`jupyterhub_ext.engine.nodejob`); the ``docker-sock`` group
+        grant mounts it too.""",
     )
     swarm_gpu_resource = Unicode(
         S.DEFAULT_GPU_RESOURCE,
@@ -122,6 +135,18 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         node = self.node_id
         super().clear_state()
         self.node_id = node
+
+    def volume_engine(self) -> Any:
+        """The engine of the node that holds this server's volumes (a job per call)."""
+        if not (self.node_id and self.pinned()):
+            return self.client
+        return NodeEngine(
+            self.client,
+            self.node_id,
+            image=self.helper_image or self.image,
+            socket_path=self.swarm_node_socket,
+            name_prefix=f"{self.prefix}-node-call",
+        )
 
     def pinned(self) -> bool:
         """Whether this server's data lives on one node (any plain local volume)."""
@@ -312,13 +337,37 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         """A service has no stop: removing it stops its task."""
 
     async def remove_object(self) -> None:
+        """Stop the task, wait until its container is gone, then remove the service.
+
+        Removing a service returns before its container has stopped; a reset
+        or rename right after "stopped" would find the volumes still in use.
+        """
+        sid = self.object_id or self.object_name
         try:
-            await self.docker("remove_service", self.object_id or self.object_name)
+            spec = await self.docker("inspect_service", sid)
+            await self.docker(
+                "update_service",
+                sid,
+                version=spec["Version"]["Index"],
+                mode={"Replicated": {"Replicas": 0}},
+                fetch_current_spec=True,
+            )
+            await self._wait_tasks_gone(sid)
+            await self.docker("remove_service", sid)
         except NotFound:
             pass
         except APIError as e:
             self.log.warning("Removing service %s: %s", self.object_name, explain(e))
             raise
+
+    async def _wait_tasks_gone(self, sid: str, patience: float = 60.0) -> None:
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            tasks = await self.docker("tasks", filters={"service": sid})
+            if all(S.task_state(t)[0] in S.FINAL for t in tasks):
+                return
+            await asyncio.sleep(POLL_SECONDS)
+        self.log.warning("Task of %s still running after %.0fs; removing it", sid, patience)
 
     @property
     def internal_hostname(self) -> str:
