@@ -4,7 +4,7 @@ Docker creates an empty named volume as ``root:root 755`` when the mount path
 does not exist in the image, so nobody but root could write to a shared
 volume mounted at, say, ``/srv/team``. Right after the spawner creates such
 a volume, a helper (the single-user image, as root, no network, read-only
-root file system, low CPU weight: :func:`jupyterhub_ext.rename.calls.run_helper`)
+root file system, low CPU weight: :func:`jupyterhub_ext.engine.calls.run_helper`)
 runs ``chown`` and ``chmod`` on the volume's root, within a deadline.
 """
 
