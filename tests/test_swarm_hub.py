@@ -7,6 +7,7 @@ address on the bed's bridge; servers use their node's network
 
 from __future__ import annotations
 
+import json
 import time
 
 import docker
@@ -279,3 +280,102 @@ c.ExtSwarmSpawner.swarm_node_socket = "/run/jhx-swarm/{node}/docker.sock"
     hub.stop_server("wendy")
     worker.remove_volume(f"{p}-other-home")
     worker.close()
+
+
+def node_manifest(node, image: str, volume: str) -> dict:
+    """treeverify's manifest of a volume on one node (checksums, modes, owners, links)."""
+    from hubctl import ROOT
+
+    src = (ROOT / "jupyterhub_ext" / "rename" / "treeverify.py").read_text()
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        api.inspect_volume(volume)  # never let the mount create it
+        c = api.create_container(
+            image,
+            entrypoint=["python3", "-c", src],
+            command=["manifest", "/v"],
+            user="0:0",
+            host_config=api.create_host_config(
+                network_mode="none", binds={volume: {"bind": "/v", "mode": "ro"}}
+            ),
+        )
+        try:
+            api.start(c["Id"])
+            assert api.wait(c["Id"], timeout=120)["StatusCode"] == 0
+            return json.loads(api.logs(c["Id"], stdout=True, stderr=False))
+        finally:
+            api.remove_container(c["Id"], force=True)
+
+
+def test_admin_moves_a_user_to_another_node(make_hub, swarm_bed, manager):
+    hub = make_hub(
+        swarm_config(
+            swarm_bed, 'c.ExtSwarmSpawner.swarm_node_socket = "/run/jhx-swarm/{node}/docker.sock"'
+        )
+    )
+    p = hub.prefix
+    hub.create_user("mo")
+    hub.create_user("eve")
+    hub.spawn("mo")
+    source = swarm_bed.by_id(task_node(manager, service_name(hub, "mo")))
+    target = next(n for n in swarm_bed.nodes if n.node_id != source.node_id)
+    # files with modes, a symlink and a hard link, made in mo's own container
+    task = next(
+        t
+        for t in manager.tasks(filters={"service": service_name(hub, "mo")})
+        if t["Status"]["State"] == "running"
+    )
+    with docker.APIClient(base_url=source.host, version="auto") as api:
+        ex = api.exec_create(
+            task["Status"]["ContainerStatus"]["ContainerID"],
+            [
+                "sh",
+                "-c",
+                "cd ~ && echo data > f && chmod 640 f && ln -s f link && mkdir d "
+                "&& ln f d/hard && head -c 200000 /dev/urandom > d/blob",
+            ],
+        )
+        api.exec_start(ex["Id"])
+        assert api.exec_inspect(ex["Id"])["ExitCode"] == 0
+
+    # refused: while it runs; by the user herself; to a node that does not exist
+    r = hub.api("POST", "/users/mo/move-volumes", json={"node": target.name})
+    assert r.status_code == 409 and "Stop the server" in r.json()["message"], r.text
+    hub.stop_server("mo")
+    before = node_manifest(source, swarm_bed.image, f"{p}-mo-home")
+    mine = requests.post(
+        f"{hub.url}/hub/api/users/mo/move-volumes",
+        headers={"Authorization": f"token {hub.token_for('mo')}"},
+        json={"node": target.name},
+        timeout=30,
+    )
+    assert mine.status_code in (403, 404), mine.text
+    other = requests.post(
+        f"{hub.url}/hub/api/users/mo/move-volumes",
+        headers={"Authorization": f"token {hub.token_for('eve')}"},
+        json={"node": target.name},
+        timeout=30,
+    )
+    assert other.status_code in (403, 404), other.text
+    r = hub.api("POST", "/users/mo/move-volumes", json={"node": "node9"})
+    assert r.status_code == 400 and "no node 'node9'" in r.json()["message"], r.text
+
+    # the source drained: the start is refused, and so is a move (the copy runs there)
+    set_availability(manager, source.node_id, "drain")
+    try:
+        r = hub.api("POST", "/users/mo/move-volumes", json={"node": target.name})
+        assert r.status_code == 409 and "set it active while you move" in r.json()["message"]
+    finally:
+        set_availability(manager, source.node_id, "active")
+
+    r = hub.api("POST", "/users/mo/move-volumes", json={"node": target.name}, timeout=300)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"from": source.name, "to": target.name, "volumes": [f"{p}-mo-home"]}
+    assert node_manifest(target, swarm_bed.image, f"{p}-mo-home") == before
+    with docker.APIClient(base_url=source.host, version="auto") as api:
+        with pytest.raises(docker.errors.NotFound):
+            api.inspect_volume(f"{p}-mo-home")
+    assert 'action="move-volumes"' in hub.log_text()
+    # the next start goes to the new node, with the files
+    hub.spawn("mo")
+    assert task_node(manager, service_name(hub, "mo")) == target.node_id
+    assert get_file(hub, "mo", hub.token_for("mo"), "d/hard") == "data\n"

@@ -91,11 +91,14 @@ async def run_helper(
     labels: Mapping[str, str],
     while_running: Callable[[str], Awaitable[None]] | None = None,
     started: Callable[[str], Awaitable[None]] | None = None,
+    network_mode: str = "none",
 ) -> HelperResult:
     """Run a root helper container to its end; always remove it afterwards.
 
     ``while_running(container_id)`` is awaited about once a second while it
     runs (progress); ``started(container_id)`` once, right after it starts.
+    Helpers have no network unless ``network_mode`` says otherwise (a copy
+    between two Swarm nodes streams over the nodes' network).
     """
     old = await container_or_none(api, name)
     if old is not None:  # left over from an interrupted attempt
@@ -108,6 +111,7 @@ async def run_helper(
         command=command,
         mounts=mounts,
         labels=labels,
+        network_mode=network_mode,
     )
     try:
         await call(api, "start", cid)
@@ -135,11 +139,12 @@ async def _create_helper(
     command: list[str],
     mounts: list[Mount],
     labels: Mapping[str, str],
+    network_mode: str = "none",
 ) -> str:
     """Create (not start) the helper container: root, no network, read-only; its id."""
     host_config = api.create_host_config(
         mounts=mounts,
-        network_mode="none",
+        network_mode=network_mode,
         read_only=True,
         security_opt=["no-new-privileges"],
         # a copy may take minutes: users' servers come first for the CPU

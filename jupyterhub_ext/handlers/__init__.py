@@ -18,6 +18,7 @@ class StaticHandler(StaticFileHandler):
 def default_handlers() -> list[tuple]:
     """Every route we serve, relative to the hub prefix (/hub)."""
     from jupyterhub_ext.handlers.culling import KeepRunningAPIHandler
+    from jupyterhub_ext.handlers.move import MoveVolumesAPIHandler
     from jupyterhub_ext.handlers.profiles import GrantsAPIHandler
     from jupyterhub_ext.handlers.restart import RestartServerAPIHandler
     from jupyterhub_ext.handlers.volumes import ManageVolumesAPIHandler
@@ -33,6 +34,9 @@ def default_handlers() -> list[tuple]:
         # idle culling: keep a server running (docs/features/culling.md)
         (r"/api/users/([^/]+)/keep-running", KeepRunningAPIHandler),
         (r"/api/users/([^/]+)/servers/([^/]+)/keep-running", KeepRunningAPIHandler),
+        # Docker Swarm: move a user's volumes to another node (docs/deployment/swarm.md)
+        (r"/api/users/([^/]+)/move-volumes", MoveVolumesAPIHandler),
+        (r"/api/users/([^/]+)/servers/([^/]+)/move-volumes", MoveVolumesAPIHandler),
     ]
     routes.extend(notifications.default_handlers())
     routes.extend(rename.handlers())

@@ -32,7 +32,7 @@ from jupyterhub_ext.engine.labels import LABEL_HELPER, LABEL_RENAME_JOB
 SRC = "/jhext-rename/src"
 DST = "/jhext-rename/dst"
 
-_VERIFY_SOURCE = (Path(__file__).with_name("treeverify.py")).read_text()
+VERIFY_SOURCE = (Path(__file__).with_name("treeverify.py")).read_text()
 
 
 class CopyError(HelperError):
@@ -134,7 +134,7 @@ async def verify_copy(
         api,
         image=image,
         name=helper_name,
-        entrypoint=["python3", "-c", _VERIFY_SOURCE],
+        entrypoint=["python3", "-c", VERIFY_SOURCE],
         command=["compare", SRC, DST],
         mounts=[
             Mount(target=SRC, source=source, type="volume", read_only=True, no_copy=True),
