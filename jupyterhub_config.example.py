@@ -55,6 +55,26 @@ c.ExtDockerSpawner.docker_connect_timeout = 10
 # when its container dies before the server answers. 0 turns this off.
 c.ExtDockerSpawner.ready_poll_interval = 0.1
 
+# --- Several hosts: Docker Swarm (docs/deployment/swarm.md) -------------------
+# Each server a Swarm service on any node, with the same features. Instead of
+# "ext-docker" above (the c.ExtDockerSpawner.* settings here apply to it too):
+# c.JupyterHub.spawner_class = "ext-swarm"  # jupyterhub_ext.swarm.spawner.ExtSwarmSpawner
+# The engine of a manager node (the hub creates services through it):
+# c.ExtSwarmSpawner.client_kwargs = {"base_url": "unix:///var/run/docker.sock"}
+# An image reference every node can pull (the hub pulls nothing on Swarm):
+# c.ExtSwarmSpawner.image = "10.0.0.11:5000/singleuser:2025-01"
+# The attachable overlay network the hub is on too: servers reached by name.
+# Or leave it empty and use network_name = "host" (servers on their node's
+# network, reached at the node's address).
+# c.ExtSwarmSpawner.swarm_network = "jupyterhub-swarm"
+# Servers with plain local volumes always start on the node that has them
+# (refused, naming the node, while it is down or drained). GPUs are the
+# generic resource nodes advertise in daemon.json (node-generic-resources):
+# c.ExtSwarmSpawner.swarm_gpu_resource = "NVIDIA-GPU"
+# c.ExtSwarmSpawner.gpu_count = 1  # a number: "all" stops the hub on Swarm
+# Services cannot be privileged: a docker-privileged group stops the hub.
+# c.ExtSwarmSpawner.docker_privileged_group = ""
+
 # --- Volume sets -------------------------------------------------------------
 # Every server gets these volumes. {username} is escaped for Docker; add
 # {servername} to give each named server its own volume. Users can reset the

@@ -4,6 +4,10 @@
   documented environment, and refuses to start without a login method.
 - deploy/docker-compose.yml validates with Docker Compose (skipped when no
   compose is installed) and keeps its security properties.
+- deploy/swarm/: the stack file keeps its properties (hub on a manager, the
+  only one with the socket, an attachable overlay for the servers) and renders
+  with `docker stack config` (or `docker-compose config`; skipped without
+  either); its jupyterhub_config.py loads with ExtSwarmSpawner.
 - deploy/Dockerfile builds from a local base image, offline (wheels
   downloaded on the host, as scripts/build_image.py does), and the image runs
   a hub that spawns a real server and runs the idle culler.
@@ -189,6 +193,141 @@ def test_compose_config_validates(tmp_path):
         )
     )
     r = subprocess.run([*cmd, "config"], cwd=work, capture_output=True, text=True)
+    assert r.returncode != 0 and "HUB_DOMAIN" in r.stderr
+
+
+# -- deploy/swarm/ -----------------------------------------------------------------
+
+SWARM = DEPLOY / "swarm"
+
+
+def swarm_model() -> dict:
+    return yaml.safe_load((SWARM / "docker-stack.yml").read_text())
+
+
+def test_swarm_stack_properties():
+    """What docs/deployment/swarm.md promises, read from the stack file itself."""
+    model = swarm_model()
+    services = model["services"]
+    # the hub runs on a manager (the one labelled for it: its database is a local volume)
+    hub = services["hub"]
+    constraints = hub["deploy"]["placement"]["constraints"]
+    assert "node.role == manager" in constraints
+    assert "node.labels.jupyterhub.hub == true" in constraints
+    assert hub["deploy"]["replicas"] == 1
+    assert hub["deploy"]["update_config"]["order"] == "stop-first", "never two hubs on one db"
+    # only the hub gets the Docker socket
+    sock = "/var/run/docker.sock"
+    with_sock = [n for n, s in services.items() if any(sock in v for v in s.get("volumes", []))]
+    assert with_sock == ["hub"], "only the hub may get the Docker socket"
+    assert any(v.startswith("hub-data:/srv/jupyterhub/data") for v in hub["volumes"])
+    # the servers' network: an attachable overlay, the one the hub's config names
+    users = model["networks"]["users"]
+    assert users["driver"] == "overlay" and users["attachable"] is True
+    assert users["internal"] is True
+    assert hub["environment"]["JUPYTERHUB_SWARM_NETWORK"] == users["name"]
+    assert "hub" in hub["networks"]["users"]["aliases"]
+    assert "users" not in (services["traefik"].get("networks") or [])
+    # no routing mesh: every published port is on its node, every service found by DNS
+    for name, svc in services.items():
+        assert svc["deploy"]["endpoint_mode"] == "dnsrr", name
+        for port in svc.get("ports", []):
+            assert isinstance(port, dict) and port["mode"] == "host", (name, port)
+    assert "ports" not in hub, "the hub is reached through Traefik only"
+    assert {p["published"] for p in services["traefik"]["ports"]} == {80, 443}
+    # a registry for the single-user image, next to the hub
+    registry = services["registry"]
+    assert registry["image"] == "${REGISTRY_IMAGE:-registry:2}"
+    assert "node.role == manager" in registry["deploy"]["placement"]["constraints"]
+    # the culler runs inside the hub (CullerConfig), not as a service of its own
+    assert not any("culler" in n for n in services)
+    # the files the hub reads are Swarm configs made from the files next to the stack
+    configs = model["configs"]
+    assert configs["jupyterhub_config"]["file"] == "./jupyterhub_config.py"
+    assert configs["auth"]["file"] == "./auth.py"
+    assert (SWARM / configs["traefik_dynamic"]["file"]).is_file()
+    targets = {c["source"]: c["target"] for c in hub["configs"]}
+    assert targets["jupyterhub_config"] == "/srv/jupyterhub/jupyterhub_config.py"
+    assert targets["auth"] == "/srv/jupyterhub/auth.py"
+    # the hub's config: ExtSwarmSpawner on that network, jupyterhub_ext registered last
+    text = (SWARM / "jupyterhub_config.py").read_text()
+    assert 'c.JupyterHub.spawner_class = "ext-swarm"' in text
+    assert "c.ExtSwarmSpawner.swarm_network" in text
+    assert text.rstrip().endswith("jupyterhub_ext.setup(c)")
+    assert "jupyterhub_idle_culler" not in text and "c.CullerConfig.enabled" in text
+
+
+async def test_swarm_config_loads(tmp_path, deploy_env, monkeypatch):
+    from jupyterhub_ext.accounts.signup import main
+    from jupyterhub_ext.culler import CullerConfig
+    from jupyterhub_ext.swarm.spawner import ExtSwarmSpawner
+
+    monkeypatch.setenv("JUPYTERHUB_SWARM_NETWORK", "jupyterhub-swarm")
+    monkeypatch.setenv("JUPYTERHUB_SINGLEUSER_IMAGE", "10.0.0.11:5000/singleuser:test")
+    config = f"load_subconfig({str(SWARM / 'jupyterhub_config.py')!r})\n"
+    (tmp_path / "jupyterhub_config.py").write_text(config)
+    (tmp_path / "pw").write_text("a-long-enough-password-7\n")
+    argv = ["-f", str(tmp_path / "jupyterhub_config.py"), "jdoe"]
+    assert main([*argv, "--password-file", str(tmp_path / "pw")]) == 0
+    app, _ = await init_hub(tmp_path, config)
+    assert app.spawner_class is ExtSwarmSpawner
+    spawner_cfg = app.config.ExtSwarmSpawner
+    assert spawner_cfg.swarm_network == "jupyterhub-swarm"
+    assert spawner_cfg.image == "10.0.0.11:5000/singleuser:test"
+    assert spawner_cfg.docker_sock_group == ""
+    assert spawner_cfg.environment == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert app.hub_connect_url.startswith("http://hub:8081/")
+    assert not [s for s in app.services if "cull" in s["name"]], "the hub culls (CullerConfig)"
+    culler = CullerConfig(config=app.config)
+    assert culler.enabled and culler.timeout == 3600
+    assert (deploy_env / "jupyterhub.sqlite").is_file()
+    # a spawner made from this config passes the Swarm checks (nothing Swarm would drop)
+    from jupyterhub_ext.swarm.hubcheck import problems
+
+    assert problems(app.config) == []
+
+
+async def test_swarm_config_without_login_refuses(tmp_path, deploy_env, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_AUTH_CONFIG", str(tmp_path / "auth.py"))
+    with pytest.raises(SystemExit, match="No login method configured"):
+        await init_hub(tmp_path, f"load_subconfig({str(SWARM / 'jupyterhub_config.py')!r})\n")
+
+
+def stack_config_command() -> list[str] | None:
+    """`docker stack config` (renders a stack file offline), else `docker-compose config`."""
+    if shutil.which("docker"):
+        r = subprocess.run(["docker", "stack", "config", "--help"], capture_output=True)
+        if r.returncode == 0:
+            return ["docker", "stack", "config", "-c", "docker-stack.yml"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose", "-f", "docker-stack.yml", "config"]
+    return None
+
+
+def test_swarm_stack_validates(tmp_path):
+    cmd = stack_config_command()
+    if cmd is None:
+        pytest.skip("neither `docker stack config` nor `docker-compose` is installed")
+    work = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, work, ignore=shutil.ignore_patterns("wheels", "grafana"))
+    swarm = work / "swarm"
+    shutil.copy(swarm / ".env.example", swarm / ".env")
+    shutil.copy(RECIPES / "native-admin-approval.py", swarm / "auth.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "ACME_"))}
+    for line in (swarm / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    r = subprocess.run(cmd, cwd=swarm, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    resolved = yaml.safe_load(r.stdout)
+    assert resolved["networks"]["users"]["attachable"] is True
+    assert "hub.example.org" in " ".join(resolved["services"]["traefik"]["command"])
+    if cmd[:2] == ["docker", "stack"]:
+        assert resolved["configs"]["jupyterhub_config"]["name"] == "jupyterhub-config-1"
+    # a missing required setting is refused with the documented message
+    del env["HUB_DOMAIN"]
+    r = subprocess.run(cmd, cwd=swarm, capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "HUB_DOMAIN" in r.stderr
 
 

@@ -62,6 +62,7 @@ def test_sphinx_build_has_no_warnings(built_docs):
         "security",
         "scaling",
         "deployment/compose",
+        "deployment/swarm",
         "deployment/hub-image",
         "deployment/singleuser-image",
         "deployment/gpu-host",
