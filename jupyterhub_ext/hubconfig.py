@@ -130,7 +130,12 @@ def configure_groups(c: Any) -> None:
         return
     names = [
         spawner_setting(c, "docker_sock_group", grants.DEFAULT_SOCK_GROUP),
-        spawner_setting(c, "docker_privileged_group", grants.DEFAULT_PRIVILEGED_GROUP),
+        # no privileged containers on Swarm: no group for them either
+        spawner_setting(
+            c,
+            "docker_privileged_group",
+            "" if swarm_hubcheck.uses_swarm(c) else grants.DEFAULT_PRIVILEGED_GROUP,
+        ),
         *spawner_setting(c, "gpu_groups", []),
     ]
     groups = dict(configured(c, "JupyterHub", "load_groups", {}))

@@ -169,8 +169,18 @@ c.JupyterHub.load_groups = {"gpu": {"users": ["g1", "g2", "g3"]}}
         got[u] = [e.split("=", 1)[1] for e in env if e.startswith("DOCKER_RESOURCE_NVIDIA-GPU=")]
         assert not any(e.startswith("NVIDIA_VISIBLE_DEVICES=all") for e in env)
     assert sorted(got["g1"] + got["g2"]) == ["GPU-fake0", "GPU-fake1"], got
-    # the CPU-only server runs (anywhere), without GPUs
+    # the CPU-only server runs (anywhere), GPUs hidden even from a CUDA image's default
     assert hub.server("cpu")["ready"]
+    cpu_task = next(
+        t
+        for t in manager.tasks(filters={"service": service_name(hub, "cpu")})
+        if t["Status"]["State"] == "running"
+    )
+    cpu_node = swarm_bed.by_id(cpu_task["NodeID"])
+    with docker.APIClient(base_url=cpu_node.host, version="auto") as api:
+        env = api.inspect_container(cpu_task["Status"]["ContainerStatus"]["ContainerID"])
+    assert "NVIDIA_VISIBLE_DEVICES=void" in env["Config"]["Env"]
+    assert not any(e.startswith("DOCKER_RESOURCE_") for e in env["Config"]["Env"])
 
     # a third GPU server: refused at once with the message, no task left pending
     t0 = time.monotonic()

@@ -212,8 +212,10 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         return [{k: v for k, v in f.items() if k != "device_requests"} for f in frags]
 
     async def extra_environment(self) -> dict[str, str]:
+        # "void" (no GPU) stays: a CUDA image's own NVIDIA_VISIBLE_DEVICES=all
+        # would otherwise show a CPU-only server every GPU of a GPU node
         env = await super().extra_environment()
-        return {k: v for k, v in env.items() if k not in _GPU_ENV_DROPPED}
+        return {k: v for k, v in env.items() if k not in _GPU_ENV_DROPPED or v == "void"}
 
     async def gpu_report(self) -> Any:
         """GPU auto-detection on Swarm: what the nodes advertise as generic resources."""
