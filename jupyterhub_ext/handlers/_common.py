@@ -1,4 +1,5 @@
-"""Small helpers shared by our handlers: who asks, which server, may they."""
+"""What our handlers share: the base class (who asks, which server, refuse with an
+audit line), the custom-scope decorator, and the map from refusal kinds to statuses."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from jupyterhub_ext.audit import audit
 from jupyterhub_ext.scopes import user_scope
 
 NO_CREDENTIALS = "Missing or invalid credentials."
@@ -111,3 +114,27 @@ REFUSAL_STATUS = {
 def status_of(kind: str) -> int:
     """The HTTP status for a feature's refusal ``kind`` (500 for one we do not know)."""
     return REFUSAL_STATUS.get(kind, 500)
+
+
+class ExtAPIHandler(APIHandler):
+    """The base of our API handlers: each verb checks, then acts, then answers.
+
+    ``ACTION`` names the handler's action in audit lines. A refusal is one
+    audit line and a JSON 4xx with a message a person can act on.
+    """
+
+    ACTION = ""
+
+    @property
+    def actor(self) -> str:
+        return actor_name(self)
+
+    def find_server(self, user_name: str, server_name: str) -> tuple[Any, Any]:
+        return find_server(self, user_name, server_name)
+
+    def refuse(
+        self, status: int, message: str, target: str, *, action: str = "", **details: Any
+    ) -> None:
+        """Audit the refusal (``details`` as given) and answer ``status`` with ``message``."""
+        audit(self.actor, action or self.ACTION, target, "refused", status=status, **details)
+        raise web.HTTPError(status, message)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import time
 
-from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
 from jupyterhub_ext import culler
 from jupyterhub_ext.audit import audit
-from jupyterhub_ext.handlers._common import actor_name, find_server, target_label
+from jupyterhub_ext.handlers._common import ExtAPIHandler, actor_name, find_server, target_label
 
 ACTION = "keep-running"
 
@@ -37,8 +36,10 @@ def _enabled() -> culler.CullerConfig:
     return cfg
 
 
-class KeepRunningAPIHandler(APIHandler):
+class KeepRunningAPIHandler(ExtAPIHandler):
     """Extend a running server's idle deadline; list deadlines and cull notes."""
+
+    ACTION = ACTION
 
     @needs_scope("read:servers")
     async def get(self, user_name: str, server_name: str = "") -> None:
@@ -69,8 +70,8 @@ class KeepRunningAPIHandler(APIHandler):
         actor, target = actor_name(self), target_label(user.name, server_name)
         info = culler.server_info(spawner, cfg)
         if info is None or spawner.pending:
-            audit(actor, ACTION, target, "refused", status=400, reason="not running")
-            raise web.HTTPError(400, f"Server {target} is not running; there is nothing to keep.")
+            message = f"Server {target} is not running; there is nothing to keep."
+            self.refuse(400, message, target, reason="not running")
         if info["deadline"] is None:
             raise web.HTTPError(
                 400, f"Server {target} is never stopped for inactivity (its timeout is 0)."
@@ -80,7 +81,6 @@ class KeepRunningAPIHandler(APIHandler):
         try:
             culler.extend(ext, time.time(), info["deadline"], cfg)
         except culler.NoExtensionsLeft as e:
-            audit(actor, ACTION, target, "refused", status=409, reason="no extensions left")
-            raise web.HTTPError(409, str(e)) from e
+            self.refuse(409, str(e), target, reason="no extensions left")
         audit(actor, ACTION, target, "ok", extensions_used=ext.used)
         self.write(json.dumps({"server": server_name, **culler.server_info(spawner, cfg)}))

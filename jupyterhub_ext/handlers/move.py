@@ -19,39 +19,38 @@ import json
 import time
 from typing import Any
 
-from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
-from tornado import web
 
 from jupyterhub_ext.audit import audit
-from jupyterhub_ext.handlers._common import actor_name, find_server, status_of, target_label
+from jupyterhub_ext.handlers._common import ExtAPIHandler, status_of, target_label
 from jupyterhub_ext.locks import user_lock
 from jupyterhub_ext.swarm import move
 
 ACTION = "move-volumes"
 
 
-class MoveVolumesAPIHandler(APIHandler):
+class MoveVolumesAPIHandler(ExtAPIHandler):
     """Move one server's local volumes from its node to another."""
 
-    def _refuse(self, status: int, message: str, target: str) -> None:
-        audit(actor_name(self), ACTION, target, "refused", status=status, reason=message)
-        raise web.HTTPError(status, message)
+    ACTION = ACTION
 
     def check_body(self, target: str) -> str:
         body = self.get_json_body()
         node = body.get("node") if isinstance(body, dict) else None
         if not isinstance(node, str) or not node.strip():
-            self._refuse(400, 'Send {"node": "<hostname or node ID>"}.', target)
+            self.refuse(
+                400, 'Send {"node": "<hostname or node ID>"}.', target, reason="no node given"
+            )
         return node.strip()
 
     def check_stopped(self, spawner: Any, target: str) -> None:
         if spawner.active or spawner.pending:
-            self._refuse(409, f"Stop the server {target} first; its volumes are in use.", target)
+            message = f"Stop the server {target} first; its volumes are in use."
+            self.refuse(409, message, target, reason=message)
 
     @needs_scope("admin:users")
     async def post(self, user_name: str, server_name: str = "") -> None:
-        user, spawner = find_server(self, user_name, server_name)
+        user, spawner = self.find_server(user_name, server_name)
         target = target_label(user.name, server_name)
         node = self.check_body(target)
         self.check_stopped(spawner, target)
@@ -61,10 +60,10 @@ class MoveVolumesAPIHandler(APIHandler):
             try:
                 result = await move.move_volumes(spawner, node)
             except move.MoveError as e:
-                self._refuse(status_of(e.kind), str(e), target)
+                self.refuse(status_of(e.kind), str(e), target, reason=str(e))
             # the node the data is on now: the next start goes there
             spawner.orm_spawner.state = spawner.get_state()
             self.db.commit()
         seconds = round(time.perf_counter() - tic, 1)
-        audit(actor_name(self), ACTION, target, "ok", seconds=seconds, **result.as_json())
+        audit(self.actor, ACTION, target, "ok", seconds=seconds, **result.as_json())
         self.write(json.dumps(result.as_json()))

@@ -18,7 +18,6 @@ from typing import Any
 
 from jupyterhub import orm
 from jupyterhub import scopes as hub_scopes
-from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
 from jupyterhub.utils import url_path_join
@@ -26,14 +25,16 @@ from tornado import web
 from tornado.escape import url_escape
 
 from jupyterhub_ext.audit import audit
-from jupyterhub_ext.handlers._common import actor_name, status_of
+from jupyterhub_ext.handlers._common import ExtAPIHandler, actor_name, status_of
 from jupyterhub_ext.locks import user_lock
 from jupyterhub_ext.rename import runner
 from jupyterhub_ext.rename.journal import COMMITTED, DONE, RenameJob, ensure_schema, latest_job
 
 
-class RenameAPIHandler(APIHandler):
+class RenameAPIHandler(ExtAPIHandler):
     """Rename a user with their login and data; report a rename's progress."""
+
+    ACTION = "rename-user"
 
     def _status_url(self, name: str, job: RenameJob) -> str:
         # the name may hold any printable character: escape it for the path
@@ -46,8 +47,7 @@ class RenameAPIHandler(APIHandler):
         self.write(json.dumps(runner.job_model(job)))
 
     def _refuse(self, status: int, message: str, target: str, **details: Any) -> None:
-        audit(actor_name(self), "rename-user", target, "refused", status=status, **details)
-        raise web.HTTPError(status, message)
+        self.refuse(status, message, target, **details)
 
     def _new_name_from_body(self) -> Any:
         body = self.get_json_body()

@@ -20,13 +20,12 @@ import json
 import time
 from typing import Any
 
-from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
 from jupyterhub_ext import hubcompat
 from jupyterhub_ext.audit import audit
-from jupyterhub_ext.handlers._common import actor_name, find_server, target_label
+from jupyterhub_ext.handlers._common import ExtAPIHandler, actor_name, find_server, target_label
 
 ACTION = "restart-server"
 
@@ -43,19 +42,13 @@ def restart_in_progress(user_id: int, server_name: str | None = None) -> bool:
     )
 
 
-class RestartServerAPIHandler(APIHandler):
+class RestartServerAPIHandler(ExtAPIHandler):
     """Stop a running server through the hub and spawn it again."""
 
+    ACTION = ACTION
+
     def _refuse(self, status: int, message: str, user_name: str, server_name: str) -> None:
-        audit(
-            actor_name(self),
-            ACTION,
-            target_label(user_name, server_name),
-            "refused",
-            status=status,
-            reason=message,
-        )
-        raise web.HTTPError(status, message)
+        self.refuse(status, message, target_label(user_name, server_name), reason=message)
 
     @needs_scope("servers")
     async def post(self, user_name: str, server_name: str = "") -> None:
