@@ -199,13 +199,20 @@ NOTES = """## Notes on the targets
   user's pinned node), that node's agent and engine creating and starting
   the container, the spawner seeing the task running (it polls the manager
   every 0.25 s) and looking up the node's address, then the same readiness
-  poll and single-user boot as on one engine. Measured split: created to
-  started about 0.23 s on Swarm against 0.09 s on one engine, started to
-  ready about 0.2 s more (the task poll); the rest is the server booting.
-  So a single spawn pays a fixed ~0.3 s (1.17x on a ~1.8 s spawn). The
-  three nodes are dockerd in network namespaces of the same 2-core machine:
-  3 concurrent spawns share the same CPU either way (their boots dominate),
-  so the row shows Swarm's overhead, not the speed-up of separate hosts.
+  poll and single-user boot as on one engine. The one steady difference in
+  the split is created to started: about 0.25 s on Swarm against 0.1 s on
+  one engine (scheduler and node agent); the task poll adds up to 0.25 s
+  more before the readiness poll begins. The rest is the server booting,
+  about 1.7 s on either, so a single spawn pays about 0.1-0.3 s (1.05x to
+  1.17x over two runs). The three nodes are dockerd in network namespaces
+  of the same 2-core machine, so 3 concurrent spawns share the same CPU
+  either way and the row shows Swarm's overhead, not the speed-up of
+  separate hosts. It can lean towards Swarm on a busy machine: each node's
+  containers sit in a cgroup of their own (`/jhx-swarm-nodeN`, 1024 CPU
+  shares each) while the one engine's share `/docker` (1024 in all), so
+  three servers on three nodes get more CPU against the rest of the machine
+  than three on one engine (started to ready 3.7-3.9 s against 4.3-4.5 s
+  in both full runs; a one-repetition quick run had it the other way round).
 - **Earlier misses, fixed.** Before the readiness poll a single spawn was
   1.4x the baseline (the extra work of volume sets, groups and the GPU
   decision costs about 40 ms per spawn; the rest was back-off luck), and

@@ -122,6 +122,17 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def check_nodes(bed: SwarmBed) -> None:
+    """All three nodes ready and active, or BedUnavailable (the bed is shared:
+    another test may have drained or paused a node)."""
+    with docker.APIClient(base_url=bed.manager, version="auto") as api:
+        for node in api.nodes():
+            name = node["Description"]["Hostname"]
+            state = node["Status"]["State"], node["Spec"]["Availability"]
+            if state != ("ready", "active"):
+                raise BedUnavailable(f"node {name} is {'/'.join(state)} (in use by a test?)")
+
+
 def measure(reps: int) -> tuple[list[Comparison], dict, str]:
     """Rows, phase samples {(label, row): {phase: [s]}}, and a note on the conditions."""
     if docker_host() is None:
@@ -134,10 +145,11 @@ def measure(reps: int) -> tuple[list[Comparison], dict, str]:
     }
     phases: dict = {key: {p: [] for p in PHASES} for key in figs}
     with open_bed(lab) as bed, tempfile.TemporaryDirectory() as tmp:
+        check_nodes(bed)
         single = Hub(Path(tmp) / "single", image=lab, prefix=f"{prefix}-e")
         swarm = Hub(Path(tmp) / "swarm", image=lab, prefix=f"{prefix}-s", config=bed.hub_config())
         timers = [Timer(single, "single"), Timer(swarm, "swarm", bed)]
-        load_before = loadavg()
+        load_before, started = loadavg(), datetime.datetime.now(datetime.UTC)
         try:
             single.start()
             swarm.start()
@@ -160,7 +172,7 @@ def measure(reps: int) -> tuple[list[Comparison], dict, str]:
             cleanup_prefix(prefix)
             bed.cleanup(prefix)
         note = (
-            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+            f"started {started:%Y-%m-%d %H:%M} UTC; "
             f"{reps} interleaved repetition(s) after a warm-up round; load average "
             f"(1/5/15 min) {load_before} before, {loadavg()} after; "
             f"bed {'brought up for this run' if bed.started_here else 'already up'}"
