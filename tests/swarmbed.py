@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,42 @@ class SwarmBed:
         Returns ``registry/repo@sha256:...`` per image: what a service pins to;
         workers pull it from node 1."""
         return _run("push-image", *refs).stdout.split()
+
+    def hub_config(self, extra: str = "") -> str:
+        """Hub config for ExtSwarmSpawner on this bed (for tests/hubctl.py's Hub).
+
+        The hub runs in the root namespace and reaches servers at their node's
+        address on the bed's bridge; servers use their node's network and
+        reach the hub at the bridge address."""
+        return f"""
+c.JupyterHub.spawner_class = "ext-swarm"
+c.JupyterHub.hub_ip = "{self.bridge_addr}"
+c.JupyterHub.hub_connect_ip = "{self.bridge_addr}"
+c.DockerSpawner.client_kwargs = {{"base_url": "{self.manager}"}}
+c.DockerSpawner.network_name = "host"
+c.ExtSwarmSpawner.gpu_mode = "off"
+{extra}
+"""
+
+    def cleanup(self, prefix: str) -> None:
+        """Remove the services (manager) and the containers and volumes (every node)
+        whose names start with ``prefix``."""
+        import docker
+
+        with docker.APIClient(base_url=self.manager, version="auto") as api:
+            for svc in api.services(filters={"name": prefix}):
+                if svc["Spec"]["Name"].startswith(prefix):
+                    api.remove_service(svc["ID"])
+        for node in self.nodes:
+            with docker.APIClient(base_url=node.host, version="auto") as api:
+                for c in api.containers(all=True, filters={"name": prefix}):
+                    api.remove_container(c["Id"], force=True)
+                for v in api.volumes().get("Volumes") or []:
+                    if v["Name"].startswith(prefix):
+                        try:
+                            api.remove_volume(v["Name"], force=True)
+                        except docker.errors.APIError:
+                            pass  # still held by a container being removed
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -118,27 +155,46 @@ def bed_from_env(env: dict[str, str]) -> SwarmBed:
     )
 
 
-@pytest.fixture(scope="session")
-def swarm_bed(images: tuple[str, str]) -> Iterator[SwarmBed]:
+class BedUnavailable(RuntimeError):
+    """This machine cannot run the bed, or it did not come up (the message says why)."""
+
+
+@contextmanager
+def open_bed(image: str) -> Iterator[SwarmBed]:
+    """The bed with ``image`` on every node: reused when already up, else brought
+    up here and torn down at the end (unless JHEXT_SWARM_KEEP=1)."""
     why = missing_requirement()
     if why:
-        pytest.skip(why)
+        raise BedUnavailable(why)
     was_up = _run("status", check=False).returncode == 0
     t0 = time.monotonic()
     if not was_up:
         up = _run("up", check=False)
         if up.returncode != 0:
             _run("down", check=False)
-            pytest.skip(f"the Swarm test bed did not come up: {up.stderr.strip()[-1500:]}")
+            raise BedUnavailable(f"the Swarm test bed did not come up: {up.stderr.strip()[-1500:]}")
     bed = bed_from_env(read_env())
     bed.bring_up_seconds = time.monotonic() - t0
     bed.started_here = not was_up
     try:
         t1 = time.monotonic()
-        bed.image = images[0]
+        bed.image = image
         bed.load_image(bed.image)
         bed.image_seconds = time.monotonic() - t1
         yield bed
     finally:
         if bed.started_here and os.environ.get("JHEXT_SWARM_KEEP") != "1":
             _run("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def swarm_bed(images: tuple[str, str]) -> Iterator[SwarmBed]:
+    cm = open_bed(images[0])
+    try:
+        bed = cm.__enter__()
+    except BedUnavailable as e:
+        pytest.skip(str(e))
+    try:
+        yield bed
+    finally:
+        cm.__exit__(None, None, None)

@@ -47,6 +47,12 @@ def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image):
         "broadcast",
         "gpu_detect",
         "gpu_placement",
+        "swarm_spawn",
     ):
         assert f"== {name}" in out.stdout
     assert out.stdout.count("PASS") + out.stdout.count("MISS") >= 8
+    # the Swarm rows, or why the bed could not be had here
+    assert (
+        "3 concurrent spawns: Swarm (3 nodes) vs one engine" in out.stdout
+        or "Swarm test bed unavailable" in out.stdout
+    )

@@ -20,15 +20,7 @@ pytestmark = [pytest.mark.docker]
 
 
 def swarm_config(bed, extra: str = "") -> str:
-    return f"""
-c.JupyterHub.spawner_class = "ext-swarm"
-c.JupyterHub.hub_ip = "{bed.bridge_addr}"
-c.JupyterHub.hub_connect_ip = "{bed.bridge_addr}"
-c.DockerSpawner.client_kwargs = {{"base_url": "{bed.manager}"}}
-c.DockerSpawner.network_name = "host"
-c.ExtSwarmSpawner.gpu_mode = "off"
-{extra}
-"""
+    return bed.hub_config(extra)
 
 
 @pytest.fixture
