@@ -184,3 +184,40 @@ def test_a_swarm_hub_with_a_privileged_group_does_not_start():
     c.JupyterHub.spawner_class = "ext-docker"
     hubcheck.check_at_hub_start(c)
     assert hubcheck.uses_swarm(Config({"JupyterHub": {"spawner_class": "x.ExtSwarmSpawner"}}))
+
+
+def test_swarm_volume_options_resolve_secrets_and_carry_owner_labels(monkeypatch):
+    import asyncio
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from jupyterhub_ext.swarm.spawner import ExtSwarmSpawner
+
+    monkeypatch.setenv("JHEXT_TEST_CIFS_PASSWORD", "s3cret")
+    user = SimpleNamespace(
+        id=7, name="alice", created=datetime(2026, 1, 2, 3, 4, 5), url="/user/alice/"
+    )
+    sp = ExtSwarmSpawner(
+        user=user,
+        volume_set={
+            "home": {"name": "jh-{username}-home", "mount": "/home/jovyan"},
+            "share": {
+                "name": "jh-{username}-share",
+                "mount": "/home/jovyan/share",
+                "driver_opts": {
+                    "type": "cifs",
+                    "device": "//fs/share",
+                    "o": "username=alice,password=${env:JHEXT_TEST_CIFS_PASSWORD}",
+                },
+            },
+        },
+    )
+    opts = asyncio.run(sp.volume_options())
+    assert opts["jh-alice-home"]["Labels"]["jupyterhub-ext.owner-name"] == "alice"
+    assert "DriverConfig" not in opts["jh-alice-home"]
+    share = opts["jh-alice-share"]["DriverConfig"]
+    assert share["Options"]["o"] == "username=alice,password=s3cret"
+    # only plain local volumes pin a server to a node
+    assert sp.pinned()
+    # defaults that differ from ExtDockerSpawner on Swarm
+    assert sp.docker_privileged_group == "" and sp.gpu_count == 1 and sp.remove is True

@@ -137,6 +137,17 @@ class StorageMixin(HasTraits):
         """This server's owner as recorded in labels."""
         return ownership.Owner.of(self.user)
 
+    def labels_for(self: ExtDockerSpawner, spec: VolumeSpec) -> dict[str, str]:
+        """The labels a volume of this server's set is created with (owner, key, scope)."""
+        owner = self.owner()
+        return volume_labels(
+            spec,
+            owner_id=owner.id,
+            owner_name=owner.name,
+            server_name=self.name,
+            owner_created=owner.created,
+        )
+
     def volume_refusal(
         self: ExtDockerSpawner, name: str, labels: dict | None, scope: str | None
     ) -> str | None:
@@ -186,14 +197,7 @@ class StorageMixin(HasTraits):
                 await self._warn_if_options_differ(spec, name, info)
             return
         opts, secrets = await self._resolved_opts(spec)
-        owner = self.owner()
-        labels = volume_labels(
-            spec,
-            owner_id=owner.id,
-            owner_name=owner.name,
-            server_name=self.name,
-            owner_created=owner.created,
-        )
+        labels = self.labels_for(spec)
         try:
             # Docker's create returns an existing volume of that name unchanged
             # (a create racing ours): its labels, not our request, say whose it is

@@ -36,7 +36,6 @@ from jupyterhub_ext.engine.nodejob import NodeEngine
 from jupyterhub_ext.spawner import hooks
 from jupyterhub_ext.spawner.lifecycle import ExtDockerSpawner
 from jupyterhub_ext.spawner.refused import SpawnRefused
-from jupyterhub_ext.storage.volumes import volume_labels
 from jupyterhub_ext.swarm import servicespec as S
 
 # environment our GPU decision sets for --gpus; on Swarm the runtime reads the
@@ -189,20 +188,18 @@ class ExtSwarmSpawner(ExtDockerSpawner):
     async def drop_container_with_other_grants(self) -> None:
         """Services are made anew at every start (``remove`` is always on)."""
 
-    def volume_options(self) -> dict[str, dict[str, Any]]:
-        """``VolumeOptions`` of each volume of the set, by Docker name."""
+    async def volume_options(self) -> dict[str, dict[str, Any]]:
+        """``VolumeOptions`` of each volume of the set, by Docker name.
+
+        Secret driver options (``${env:...}``, ``${file:...}``) are resolved
+        here, as for a volume the hub creates; the service spec then holds
+        them, readable by whoever may inspect services (Docker admins).
+        """
         names = self.volume_names()
-        owner = self.owner()
         out = {}
         for spec in self.volume_specs:
-            labels = volume_labels(
-                spec,
-                owner_id=owner.id,
-                owner_name=owner.name,
-                server_name=self.name,
-                owner_created=owner.created,
-            )
-            out[names[spec.key]] = S.volume_options(labels, spec.driver, spec.driver_opts)
+            opts, _secrets = await self._resolved_opts(spec)
+            out[names[spec.key]] = S.volume_options(self.labels_for(spec), spec.driver, opts)
         return out
 
     # -- GPUs: generic resources, not device requests -------------------------------
@@ -255,7 +252,7 @@ class ExtSwarmSpawner(ExtDockerSpawner):
                 kwargs,
                 name=self.object_name,
                 service_labels=kwargs.get("labels") or {},
-                volume_options=self.volume_options(),
+                volume_options=await self.volume_options(),
                 network=self.swarm_network,
                 port=self.port,
                 endpoint=self.endpoint(),
