@@ -384,12 +384,32 @@ cmd_down() {
   log "down in $((SECONDS - t0)) s"
 }
 
+# stop one node's engine (a node that went down) and start it again; its swarm
+# state is on disk, so it rejoins as it was
+cmd_stop_node() {
+  local i=$1 pid
+  pid=$(cat "$RUN_DIR/node$i/dockerd.pid" 2>/dev/null || true)
+  [ -n "$pid" ] || die "node$i is not running"
+  d "$i" ps -q | xargs -r "$DOCKER" -H "$(sock "$i")" rm -f >/dev/null 2>&1 || true
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+cmd_start_node() {
+  local i=$1
+  start_node "$i"
+  wait_node "$i"
+}
+
 case "${1:-}" in
 up) cmd_up ;;
+stop-node) shift; cmd_stop_node "${1:?node number}" ;;
+start-node) shift; cmd_start_node "${1:?node number}" ;;
 down) cmd_down ;;
 status) cmd_status ;;
 env) cmd_env ;;
 load-image) shift; cmd_load_image "$@" ;;
 push-image) shift; cmd_push_image "$@" ;;
-*) echo "usage: $0 up|down|status|env|load-image REF...|push-image REF..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|env|load-image REF...|push-image REF...|stop-node N|start-node N" >&2; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ address on the bed's bridge; servers use their node's network
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import docker
@@ -381,3 +382,59 @@ def test_admin_moves_a_user_to_another_node(make_hub, swarm_bed, manager):
     hub.spawn("mo")
     assert task_node(manager, service_name(hub, "mo")) == target.node_id
     assert get_file(hub, "mo", hub.token_for("mo"), "d/hard") == "data\n"
+
+
+def test_a_stopped_node_refuses_its_users_at_once(make_hub, swarm_bed, manager):
+    from hubctl import ROOT
+
+    script = str(ROOT / "scripts" / "swarm-testbed.sh")
+    hub = make_hub(swarm_config(swarm_bed))
+    node3 = swarm_bed.node("node3")
+    for u in ("ann", "ben"):
+        hub.create_user(u)
+    # ann's data on node3, ben's elsewhere (the other nodes take no new task meanwhile)
+    others = [n for n in swarm_bed.nodes if n.name != "node3"]
+    for n in others:
+        set_availability(manager, n.node_id, "pause")
+    try:
+        hub.spawn("ann")
+    finally:
+        for n in others:
+            set_availability(manager, n.node_id, "active")
+    assert task_node(manager, service_name(hub, "ann")) == node3.node_id
+    set_availability(manager, node3.node_id, "pause")
+    try:
+        hub.spawn("ben")
+    finally:
+        set_availability(manager, node3.node_id, "active")
+    hub.stop_server("ann")
+
+    subprocess.run(["bash", script, "stop-node", "3"], check=True, timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while manager.inspect_node(node3.node_id)["Status"]["State"] != "down":
+            assert time.monotonic() < deadline, "the manager never saw node3 down"
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        r = hub.api("POST", "/users/ann/server")
+        if r.status_code in (201, 202):
+            with pytest.raises(HubError):
+                hub.wait_ready("ann", timeout=30)
+        assert time.monotonic() - t0 < 15
+        assert "your files are on one node of the cluster, and node node3 is down" in hub.log_text()
+        assert not manager.services(filters={"name": service_name(hub, "ann")})
+        # the others still work: ben's server answers, and starts again
+        token = hub.token_for("ben")
+        put_file(hub, "ben", token, "still.txt", "here")
+        hub.stop_server("ben")
+        hub.spawn("ben")
+        assert get_file(hub, "ben", token, "still.txt") == "here"
+    finally:
+        subprocess.run(["bash", script, "start-node", "3"], check=True, timeout=120)
+        deadline = time.monotonic() + 60
+        while manager.inspect_node(node3.node_id)["Status"]["State"] != "ready":
+            assert time.monotonic() < deadline, "node3 did not come back"
+            time.sleep(0.5)
+    # back: ann starts on node3 again
+    hub.spawn("ann")
+    assert task_node(manager, service_name(hub, "ann")) == node3.node_id
