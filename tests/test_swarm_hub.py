@@ -220,6 +220,7 @@ def test_reset_and_rename_act_on_the_worker_that_holds_the_volumes(make_hub, swa
             swarm_bed,
             """
 c.ExtSwarmSpawner.swarm_node_socket = "/run/jhx-swarm/{node}/docker.sock"
+c.ExtSwarmSpawner.remove_volumes_on_delete = True
 """,
         )
     )
@@ -281,6 +282,19 @@ c.ExtSwarmSpawner.swarm_node_socket = "/run/jhx-swarm/{node}/docker.sock"
     wendy = hub.token_for("wendy")
     assert get_file(hub, "wendy", wendy, "keep.txt") == "kept through the rename"
     hub.stop_server("wendy")
+    # deleting the user removes their volume on the worker, and only theirs
+    r = hub.api("DELETE", "/users/wendy")
+    assert r.status_code == 204, r.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            worker.inspect_volume(f"{p}-wendy-home")
+        except docker.errors.NotFound:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the deleted user's volume is still on the worker")
+    assert worker.inspect_volume(f"{p}-other-home")
     worker.remove_volume(f"{p}-other-home")
     worker.close()
 

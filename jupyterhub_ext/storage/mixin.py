@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, HasTraits
 
 from jupyterhub_ext.audit import audit
-from jupyterhub_ext.engine import dockerpool, ownership
+from jupyterhub_ext.engine import calls, dockerpool, ownership
 from jupyterhub_ext.engine.errors import APIError, ImageNotFound, NotFound, explain
 from jupyterhub_ext.locks import user_lock
 from jupyterhub_ext.rename import journal
@@ -412,9 +412,13 @@ class StorageMixin(HasTraits):
                 raise
 
     async def _remove_owned_volume(self: ExtDockerSpawner, name: str) -> tuple[str, str]:
-        """(outcome, reason): removed, absent, not-owned or failed."""
+        """(outcome, reason): removed, absent, not-owned or failed.
+
+        On the engine that holds the volumes (a Swarm worker: a job on it).
+        """
+        engine = self.volume_engine()
         try:
-            info = await self.docker("inspect_volume", name)
+            info = await calls.call(engine, "inspect_volume", name)
         except NotFound:
             return "absent", ""
         # same name, other owner (or made by hand): not ours to delete
@@ -425,7 +429,7 @@ class StorageMixin(HasTraits):
         deadline = time.monotonic() + IN_USE_GRACE_SECONDS
         while True:
             try:
-                await self.docker("remove_volume", name)
+                await calls.call(engine, "remove_volume", name)
                 return "removed", ""
             except NotFound:
                 return "absent", ""
