@@ -877,3 +877,141 @@ def test_audit_to_json_reads_the_real_helper():
     assert recs[0]["actor"] == "admin" and recs[0]["new_name"] == "alice.b"
     assert recs[0]["volumes"] == ["v 1"]
     assert recs[1]["actor"] == 'eve "x" action=forged' and recs[1]["action"] == "broadcast"
+
+
+# -- deploy/swarm/docker-stack.yml on the real three-node swarm ------------------------
+
+
+def _stack_for_the_bed(
+    hub_image: str, lab_image: str, auth: Path, port: int, tag: str, socket: str
+) -> dict:
+    """The stack file's hub service as shipped, with this machine's differences.
+
+    Only the hub: Traefik's and the registry's images are not on this offline
+    machine. The hub's port is published on its node for the test (Traefik's
+    job in production); images and settings come from the test run.
+    """
+    stack = yaml.safe_load((DEPLOY / "swarm" / "docker-stack.yml").read_text())
+    hub = stack["services"]["hub"]
+    hub["image"] = hub_image
+    hub.pop("env_file", None)
+    hub["environment"] = {
+        **hub.get("environment", {}),
+        "JUPYTERHUB_SINGLEUSER_IMAGE": lab_image,
+        "JUPYTERHUB_IDLE_TIMEOUT": "0",
+        "JUPYTERHUB_GPU_MODE": "off",
+        "JUPYTERHUB_ADMIN_USERS": "stackadmin",
+    }
+    hub["ports"] = [{"target": 8000, "published": port, "protocol": "tcp", "mode": "host"}]
+    hub.pop("healthcheck", None)
+    # the bed's manager keeps its socket elsewhere (three engines on one machine)
+    hub["volumes"] = [
+        f"{socket}:/var/run/docker.sock" if v.startswith("/var/run/docker.sock:") else v
+        for v in hub["volumes"]
+    ]
+    stack["services"] = {"hub": hub}
+    stack["networks"].pop("registry", None)
+    stack["volumes"] = {"hub-data": {"name": f"{tag}-hub-data"}}
+    stack["configs"] = {
+        "jupyterhub_config": {
+            "name": f"{tag}-config",
+            "file": str(DEPLOY / "swarm" / "jupyterhub_config.py"),
+        },
+        "auth": {"name": f"{tag}-auth", "file": str(auth)},
+    }
+    return stack
+
+
+@pytest.mark.docker
+def test_swarm_stack_hub_spawns_servers_on_the_overlay(swarm_bed, hub_image, lab_image, tmp_path):
+    """The shipped hub service and config on the bed: the hub runs as a service on a
+    manager, starts a user's server as a service on the attachable overlay, and
+    reaches it by its service name (endpoint mode dnsrr) through the proxy."""
+    swarm_bed.load_image(hub_image)
+    token = secrets.token_hex(16)
+    port = free_port()
+    tag = f"jhxstack{secrets.token_hex(2)}"
+    auth = tmp_path / "auth.py"
+    auth.write_text(
+        textwrap.dedent(
+            f"""
+            c = get_config()  # noqa: F821
+            c.JupyterHub.authenticator_class = "dummy"
+            c.Authenticator.allow_all = True
+            c.Authenticator.admin_users = {{"stackadmin"}}
+            c.ExtSwarmSpawner.prefix = "{tag}"
+            c.ExtSwarmSpawner.volume_set = {{
+                "home": {{"name": "{tag}-{{username}}-home", "mount": "/home/jovyan"}},
+            }}
+            c.JupyterHub.services = [{{"name": "test-admin", "api_token": "{token}"}}]
+            c.JupyterHub.load_roles = [{{"name": "admin", "services": ["test-admin"]}}]
+            """
+        )
+    )
+    node1_socket = swarm_bed.node("node1").host.removeprefix("unix://")
+    stack_file = tmp_path / "stack.yml"
+    stack_file.write_text(
+        yaml.safe_dump(_stack_for_the_bed(hub_image, lab_image, auth, port, tag, node1_socket))
+    )
+    manager = docker.APIClient(base_url=swarm_bed.manager, version="auto")
+    node1 = swarm_bed.node("node1")
+    spec = manager.inspect_node(node1.node_id)
+    labels = {**spec["Spec"].get("Labels", {}), "jupyterhub.hub": "true"}
+    manager.update_node(node1.node_id, spec["Version"]["Index"], {**spec["Spec"], "Labels": labels})
+    cli = [shutil.which("docker") or "docker", "-H", swarm_bed.manager]
+    url = f"http://{node1.addr}:{port}"
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    try:
+        subprocess.run(
+            [*cli, "stack", "deploy", "-c", str(stack_file), tag], check=True, timeout=120
+        )
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if session.get(f"{url}/hub/api/", timeout=3).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, [
+                (t["Status"]["State"], t["Status"].get("Err"), t.get("NodeID"))
+                for t in manager.tasks(filters={"service": f"{tag}_hub"})
+            ] + [
+                subprocess.run(
+                    [*cli, "service", "logs", f"{tag}_hub"], capture_output=True, text=True
+                ).stdout[-3000:]
+            ]
+            time.sleep(1)
+        assert session.post(f"{url}/hub/api/users/alice", timeout=30).status_code == 201
+        r = session.post(f"{url}/hub/api/users/alice/server", timeout=120)
+        assert r.status_code in (201, 202), r.text
+        deadline = time.monotonic() + 180
+        while (
+            not (session.get(f"{url}/hub/api/users/alice", timeout=10).json()["servers"] or {})
+            .get("", {})
+            .get("ready")
+        ):
+            assert time.monotonic() < deadline, "alice's server did not become ready"
+            time.sleep(1)
+        server = manager.inspect_service(f"{tag}-alice")
+        assert server["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+        nets = {n["Target"] for n in server["Spec"]["TaskTemplate"]["Networks"]}
+        assert manager.inspect_network("jupyterhub-swarm")["Id"] in nets
+        # through the hub's proxy to the server, by its service name on the overlay
+        alice = session.post(f"{url}/hub/api/users/alice/tokens", json={}, timeout=30).json()[
+            "token"
+        ]
+        r = requests.get(
+            f"{url}/user/alice/api/status", headers={"Authorization": f"token {alice}"}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        subprocess.run([*cli, "stack", "rm", tag], timeout=60)
+        for svc in manager.services(filters={"name": tag}):
+            manager.remove_service(svc["ID"])
+        spec = manager.inspect_node(node1.node_id)
+        labels = {k: v for k, v in spec["Spec"].get("Labels", {}).items() if k != "jupyterhub.hub"}
+        manager.update_node(
+            node1.node_id, spec["Version"]["Index"], {**spec["Spec"], "Labels": labels}
+        )
+        manager.close()
