@@ -922,6 +922,19 @@ def _stack_for_the_bed(
     return stack
 
 
+def _remove_network_when_free(api: docker.APIClient, name: str, patience: float = 60) -> None:
+    """The stack's overlay, once its tasks are gone (``stack rm`` returns before)."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        if not api.networks(names=[name]):
+            return
+        try:
+            api.remove_network(name)
+            return
+        except docker.errors.APIError:
+            time.sleep(1)
+
+
 @pytest.mark.docker
 def test_swarm_stack_hub_spawns_servers_on_the_overlay(swarm_bed, hub_image, lab_image, tmp_path):
     """The shipped hub service and config on the bed: the hub runs as a service on a
@@ -962,6 +975,7 @@ def test_swarm_stack_hub_spawns_servers_on_the_overlay(swarm_bed, hub_image, lab
     url = f"http://{node1.addr}:{port}"
     session = requests.Session()
     session.headers["Authorization"] = f"token {token}"
+    _remove_network_when_free(manager, "jupyterhub-swarm")  # left by an earlier run
     try:
         subprocess.run(
             [*cli, "stack", "deploy", "-c", str(stack_file), tag], check=True, timeout=120
@@ -1009,6 +1023,7 @@ def test_swarm_stack_hub_spawns_servers_on_the_overlay(swarm_bed, hub_image, lab
         subprocess.run([*cli, "stack", "rm", tag], timeout=60)
         for svc in manager.services(filters={"name": tag}):
             manager.remove_service(svc["ID"])
+        _remove_network_when_free(manager, "jupyterhub-swarm")
         spec = manager.inspect_node(node1.node_id)
         labels = {k: v for k, v in spec["Spec"].get("Labels", {}).items() if k != "jupyterhub.hub"}
         manager.update_node(
