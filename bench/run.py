@@ -29,7 +29,7 @@ from pathlib import Path
 from common import ROOT
 
 # benchmarks with a section() function, run in this process
-MODULES = ["spawn", "responsiveness", "swarm_spawn"]
+MODULES = ["spawn", "spawn_floor", "responsiveness", "swarm_spawn"]
 
 
 @dataclass
