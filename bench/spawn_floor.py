@@ -106,17 +106,61 @@ class CpuSampler:
         self._thread.join()
 
 
-def proc_cpu(pid: int) -> float:
-    """utime + stime of a process, seconds."""
+def proc_cpu(pid: int, children: bool = False) -> float:
+    """utime + stime of a process (and of its reaped children), seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def host_busy() -> float:
-    """CPU-seconds the whole machine spent not idle (all cores), from /proc/stat."""
-    vals = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = vals[3] + vals[4]  # idle + iowait
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+ENGINE_PIDFILE = Path("/run/jupyterhub-ext-docker/dockerd.pid")
+
+
+def engine_cpu() -> dict[int, float]:
+    """pid -> CPU-s (with reaped children: runc) of the private engine's processes:
+    its dockerd, the containerd it runs, and their containerd-shim processes."""
+    try:
+        dockerd = int(ENGINE_PIDFILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    run_dir = str(ENGINE_PIDFILE.parent)
+    out: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        pid = int(d.name)
+        ours = (
+            pid == dockerd
+            or ppid == dockerd
+            or (comm.startswith(("containerd-shim", "runc")) and run_dir in cmd)
+        )
+        if ours:
+            try:
+                out[pid] = proc_cpu(pid, children=True)
+            except OSError:
+                continue
+    return out
+
+
+def host_stat() -> dict[str, float]:
+    """The machine's CPU-seconds (all cores) by kind, from /proc/stat's first line."""
+    v = [int(x) / os.sysconf("SC_CLK_TCK") for x in Path("/proc/stat").read_text().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return {
+        "tasks": user + nice + system,
+        "irq": irq + softirq,
+        "steal": steal,
+        "idle": idle + iowait,
+    }
 
 
 def log_marks(text: str, pattern: re.Pattern, since: float) -> dict[str, float]:
@@ -164,7 +208,8 @@ def burst(hub: Hub, users: list[str], root: Path) -> Burst:
             raise HubError(f"spawn {user}: {r.status_code} {r.text}")
 
     proxy_pid = int((hub.workdir / "proxy.pid").read_text())
-    hub0, proxy0, busy0 = proc_cpu(hub.proc.pid), proc_cpu(proxy_pid), host_busy()
+    hub0, proxy0, stat0 = proc_cpu(hub.proc.pid), proc_cpu(proxy_pid), host_stat()
+    engine0, me0 = engine_cpu(), proc_cpu(os.getpid())
     with CpuSampler(root) as cpu:
         time.sleep(0.1)
         poller = threading.Thread(target=poll, daemon=True)
@@ -178,8 +223,12 @@ def burst(hub: Hub, users: list[str], root: Path) -> Burst:
             raise HubError(f"not ready: {sorted(set(users) - set(ready))}\n{hub.log_tail()}")
         t_end = max(ready.values())
         time.sleep(0.1)  # one more sample past the end
+        engine1 = engine_cpu()  # before the stops: the shims are still there
     hub_cpu, proxy_cpu = proc_cpu(hub.proc.pid) - hub0, proc_cpu(proxy_pid) - proxy0
-    busy = host_busy() - busy0  # includes the 0.2 s of margin around the burst
+    stat1 = host_stat()  # the window includes 0.2 s of margin around the burst
+    stat = {k: stat1[k] - stat0[k] for k in stat0}
+    engine = sum(v - engine0.get(pid, 0.0) for pid, v in engine1.items())
+    client = proc_cpu(os.getpid()) - me0
     log = hub.log_text()
     answered = log_marks(log, ANSWERED, t0)
     took = log_marks(log, TOOK, t0)
@@ -213,10 +262,30 @@ def burst(hub: Hub, users: list[str], root: Path) -> Burst:
             "containers (to the end)": end_total,
             "hub": hub_cpu,
             "proxy": proxy_cpu,
-            "rest (engine, runc, client, other)": busy - end_total - hub_cpu - proxy_cpu,
-            "idle": (wall + 0.2) * cores - busy,
+            "Docker engine (dockerd, containerd, shims, runc)": engine,
+            "benchmark client (this process)": client,
+            "other tasks on the machine (kernel threads, other processes)": stat["tasks"]
+            - end_total
+            - hub_cpu
+            - proxy_cpu
+            - engine
+            - client,
+            "interrupts (irq + softirq)": stat["irq"],
+            "steal (taken by the VM's host)": stat["steal"],
+            "idle": stat["idle"],
         },
     )
+
+
+def poll_cost(hub: Hub, users: list[str], seconds: float = 5.0) -> float:
+    """Hub CPU-s per second that the benchmark's own ready poll costs (idle hub, same users)."""
+    for u in users:
+        hub.create_user(u)
+    cpu0, end = proc_cpu(hub.proc.pid), time.monotonic() + seconds
+    while time.monotonic() < end:
+        hub.api("GET", "/users").json()
+        time.sleep(0.1)
+    return (proc_cpu(hub.proc.pid) - cpu0) / seconds
 
 
 def measure(n: int, reps: int) -> tuple[list[Burst], str]:
@@ -236,6 +305,11 @@ def measure(n: int, reps: int) -> tuple[list[Burst], str]:
             burst(hub, users, root)  # warm-up: volumes made, image cached
             for _ in range(reps):
                 bursts.append(burst(hub, users, root))
+            per_s = poll_cost(hub, users)
+            for b in bursts:  # shown right under the hub's own figure
+                host = list(b.host.items())
+                host.insert(2, ("hub: of which the benchmark's ready poll", per_s * b.wall))
+                b.host = dict(host)
         finally:
             hub.stop()
             cleanup_prefix(prefix)
