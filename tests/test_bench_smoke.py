@@ -40,6 +40,7 @@ def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for name in (
         "spawn",
+        "spawn_floor",
         "responsiveness",
         "restart",
         "rename_copy",
@@ -51,6 +52,7 @@ def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image):
     ):
         assert f"== {name}" in out.stdout
     assert out.stdout.count("PASS") + out.stdout.count("MISS") >= 8
+    assert "concurrent spawns: wall vs CPU floor" in out.stdout
     # the Swarm rows, or why the bed could not be had here
     assert (
         "3 concurrent spawns: Swarm (3 nodes) vs one engine" in out.stdout
