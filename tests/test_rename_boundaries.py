@@ -372,3 +372,23 @@ def test_rename_page_cancel_in_browser(make_hub, lab_image, tmp_path):
         f"{p}-ivy-work",
     }
     assert volume_manifest(lab_image, f"{p}-ivy-home") == before
+
+
+def test_boundary_rename_into_a_privileged_name_is_refused(make_hub):
+    """Grants by name (admin_users, load_groups, ...) must not pass to a renamed user:
+    a delegated admin:users role could otherwise make someone admin by renaming them."""
+    hub = make_hub('c.JupyterHub.load_groups = {"docker-sock": {"users": ["builder"]}}')
+    hub.create_user("mallory")
+    # the hub made these users at start; deleted since, their names still carry the grants
+    for name in ("admin", "builder"):
+        assert hub.api("DELETE", f"/users/{name}").status_code == 204
+    for target, why in [
+        ("admin", "c.Authenticator.admin_users lists admin"),
+        ("builder", "the group 'docker-sock' in c.JupyterHub.load_groups lists builder"),
+    ]:
+        r = hub.api("PATCH", "/users/mallory/rename", json={"new_name": target})
+        assert r.status_code == 409, r.text
+        assert why in r.json()["message"] and "Grant it explicitly" in r.json()["message"]
+    assert hub.user("mallory")["admin"] is False
+    assert hub.api("GET", "/users/admin").status_code == 404
+    assert 'action="rename-user" target="mallory" result="refused"' in hub.log_text()

@@ -467,6 +467,15 @@ def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
     why = privilege_refusal(db, user.name, authenticator)
     if why:
         raise RenameError("conflict", f"Cannot rename {user.name}: {why}")
+    # the other direction: grants by *name* would pass to the renamed user, so a
+    # delegated admin:users role could make someone admin by renaming them
+    granted = privileged_settings(db, new_name, authenticator)
+    if granted:
+        raise RenameError(
+            "conflict",
+            f"Cannot rename {user.name} to {new_name}: {'; '.join(granted)}, so the rename "
+            f"would hand that to {user.name}. Grant it explicitly instead.",
+        )
     return new_name
 
 
