@@ -93,7 +93,7 @@ def _install_rename(c: Any) -> None:
     runner.install_spawner_hooks()
     journal.set_core_rename_hook(runner.on_core_rename)
     # JupyterHub's own rename obeys the same privilege rule as ours
-    journal.set_privilege_check(runner.privilege_refusal)
+    journal.set_privilege_check(runner.rename_refusal)
     runner.schedule_recovery()
 
 

@@ -389,6 +389,11 @@ def test_boundary_rename_into_a_privileged_name_is_refused(make_hub):
         r = hub.api("PATCH", "/users/mallory/rename", json={"new_name": target})
         assert r.status_code == 409, r.text
         assert why in r.json()["message"] and "Grant it explicitly" in r.json()["message"]
+        # JupyterHub's own rename (its admin page's Edit User) obeys the same rule
+        r = hub.api("PATCH", "/users/mallory", json={"name": target})
+        assert r.status_code == 409, r.text
+        assert why in r.json()["message"] and "Grant it explicitly" in r.json()["message"]
+        assert hub.user("mallory")["name"] == "mallory"
     assert hub.user("mallory")["admin"] is False
     assert hub.api("GET", "/users/admin").status_code == 404
     assert 'action="rename-user" target="mallory" result="refused"' in hub.log_text()

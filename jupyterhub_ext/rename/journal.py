@@ -265,12 +265,12 @@ def _follow_native(session: Session, old: str, new: str) -> None:
 
 # -- listeners ------------------------------------------------------------------
 
-# set by jupyterhub_ext.rename.runner: (session, old name) -> why renaming away from it
-# is refused (a setting that names the user), or None
-_privilege_check: Callable[[Session, str], str | None] | None = None
+# set by jupyterhub_ext.rename.runner: (session, old name, new name) -> why the rename is
+# refused (a setting grants something to either name), or None
+_privilege_check: Callable[[Session, str, str], str | None] | None = None
 
 
-def set_privilege_check(check: Callable[[Session, str], str | None]) -> None:
+def set_privilege_check(check: Callable[[Session, str, str], str | None]) -> None:
     global _privilege_check
     _privilege_check = check
 
@@ -287,9 +287,9 @@ def _check_core_rename(session: Session, user: orm.User, old: str, new: str) -> 
             f"(job {job.key}); wait for it or cancel it first."
         )
     if _privilege_check is not None:
-        why = _privilege_check(session, old)
+        why = _privilege_check(session, old, new)
         if why:
-            raise RenameConflict(f"Cannot rename {old} to {new}: {why}")
+            raise RenameConflict(why)
 
 
 _core_rename_hook: Callable[[list[int]], None] | None = None

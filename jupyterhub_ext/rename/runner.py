@@ -434,6 +434,26 @@ def privilege_refusal(db: Session, name: str, authenticator: Any = None) -> str 
     )
 
 
+def rename_refusal(db: Session, old: str, new: str, authenticator: Any = None) -> str | None:
+    """Why renaming ``old`` to ``new`` is refused by a grant by name, or None.
+
+    Both directions: leaving a granted name hands the grant to the next
+    person to claim it; taking one hands it to the renamed user, so a
+    delegated ``admin:users`` role could make someone admin by a rename.
+    Used by our rename API and by JupyterHub's own ``PATCH /users/{name}``.
+    """
+    why = privilege_refusal(db, old, authenticator)
+    if why:
+        return f"Cannot rename {old}: {why}"
+    granted = privileged_settings(db, new, authenticator)
+    if granted:
+        return (
+            f"Cannot rename {old} to {new}: {'; '.join(granted)}, so the rename "
+            f"would hand that to {old}. Grant it explicitly instead."
+        )
+    return None
+
+
 def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
     """The normalized new name, or RenameError 400/409 saying what is wrong."""
     if not isinstance(raw, str) or not raw.strip():
@@ -464,18 +484,9 @@ def check_new_name(db: Session, authenticator: Any, user: Any, raw: Any) -> str:
     job = reserved(db, new_name)
     if job is not None:
         raise RenameError("conflict", reserved_message(new_name, job))
-    why = privilege_refusal(db, user.name, authenticator)
+    why = rename_refusal(db, user.name, new_name, authenticator)
     if why:
-        raise RenameError("conflict", f"Cannot rename {user.name}: {why}")
-    # the other direction: grants by *name* would pass to the renamed user, so a
-    # delegated admin:users role could make someone admin by renaming them
-    granted = privileged_settings(db, new_name, authenticator)
-    if granted:
-        raise RenameError(
-            "conflict",
-            f"Cannot rename {user.name} to {new_name}: {'; '.join(granted)}, so the rename "
-            f"would hand that to {user.name}. Grant it explicitly instead.",
-        )
+        raise RenameError("conflict", why)
     return new_name
 
 
