@@ -11,4 +11,4 @@ echo "[test] Docker engine at $DOCKER_HOST"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python scripts/build_image.py >/dev/null
-.venv/bin/python -m pytest -ra "$@"
+.venv/bin/python -m pytest -ra --durations=30 "$@"
