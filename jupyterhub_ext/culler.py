@@ -11,7 +11,9 @@ reports), and is stopped once idle for longer than the timeout. What we add:
   deadline by ``extension`` seconds, at most ``max_extensions`` times per start;
 - per-profile timeouts (e.g. GPU servers shorter);
 - a culled server leaves an audit line (``cull-server``) and a note the user
-  sees on the home page at the next visit.
+  sees on the home page at the next visit;
+- extensions and notes are kept in one file (``state_path``, written in a
+  thread of its own), so a hub restart changes no deadline.
 
 It runs inside the hub (like the usage scan): it reads activity and stops
 servers through the hub's own objects, so no API token with stop rights over

@@ -61,6 +61,26 @@ def gpu_engine(docker_engine, images, tmp_path_factory):
         engine.stop()
 
 
+@pytest.fixture(autouse=True)
+def engine_without_leftovers(request):
+    """Each test starts on an engine where no container holds a GPU, and leaves none.
+
+    The private engine is this module's alone. Its hubs keep their servers on
+    stop (cleanup_servers = False) and make_hub's clean-up works on the shared
+    engine, so a server an earlier test left running here would still count
+    in the placement (fewer free GPUs, spawns refused that should not be).
+    """
+    if "gpu_engine" not in request.fixturenames:
+        yield
+        return
+    _, client = request.getfixturevalue("gpu_engine")
+    live = [c["Names"] for c in client.containers(all=True) if c["State"] in ("created", "running")]
+    assert not live, f"containers of an earlier test hold GPUs on the private engine: {live}"
+    yield
+    for c in client.containers(all=True):  # after make_hub stopped this test's hubs
+        client.remove_container(c["Id"], force=True)
+
+
 def gpu_hub(make_hub, engine, extra: str = ""):
     hub = make_hub(start=False)
     hub.config_file.write_text(
