@@ -266,7 +266,8 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # c.CullerConfig.interval = 60  # seconds between checks
 # c.CullerConfig.concurrency = 10  # warnings and stops at the same time
 # c.CullerConfig.profile_timeouts = {"gpu": 1800}  # per spawn profile slug
-# c.CullerConfig.notes_path = "jupyterhub_ext_culled.json"
+# extensions and cull notes, kept across hub restarts (was notes_path)
+# c.CullerConfig.state_path = "jupyterhub_ext_culler.json"
 
 # --- Register jupyterhub_ext (handlers, templates, scopes). Keep it last. ---
 jupyterhub_ext.setup(c)

@@ -8,7 +8,6 @@
 import logging
 import logging.handlers
 import os
-import sys
 
 import jupyterhub_ext
 
@@ -67,33 +66,25 @@ if not os.path.isfile(auth_file):
 load_subconfig(auth_file)  # noqa: F821 - provided by JupyterHub when it loads this file
 # --- end of the login section ---
 
-# --- Idle culling: jupyterhub-idle-culler as a hub-managed service --------------
-# The hub starts it, restarts it with the hub, and gives it a token with only
-# the scopes below. Servers idle for JUPYTERHUB_IDLE_TIMEOUT seconds (default
-# one hour) are stopped; their volumes stay. Users are never deleted
-# (no --cull-users), so nobody's data is touched.
+# --- Idle culling, inside the hub (docs/features/culling.md) --------------------
+# Servers idle for JUPYTERHUB_IDLE_TIMEOUT seconds (default one hour; 0: never)
+# are stopped; JUPYTERHUB_IDLE_WARNING seconds before (default a quarter of
+# the timeout, at most 10 minutes) the user gets a notification in JupyterLab
+# and a Keep running button on the home page, which adds
+# JUPYTERHUB_IDLE_EXTENSION seconds (default one hour) up to
+# JUPYTERHUB_IDLE_MAX_EXTENSIONS times per start (default 2). Only servers
+# stop; users and their volumes stay. No separate culler service and no
+# token that can stop every server.
 idle_timeout = int(os.environ.get("JUPYTERHUB_IDLE_TIMEOUT", "3600"))
-if idle_timeout > 0:
-    c.JupyterHub.services = [
-        {
-            "name": "idle-culler",
-            "command": [
-                sys.executable,
-                "-m",
-                "jupyterhub_idle_culler",
-                f"--timeout={idle_timeout}",
-                "--cull-every=300",
-            ],
-        }
-    ]
-    c.JupyterHub.load_roles = [
-        {
-            "name": "idle-culler",
-            "description": "Stop servers that have been idle too long",
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": ["idle-culler"],
-        }
-    ]
+c.CullerConfig.enabled = idle_timeout > 0
+c.CullerConfig.timeout = idle_timeout
+c.CullerConfig.warning = int(
+    os.environ.get("JUPYTERHUB_IDLE_WARNING", str(min(600, idle_timeout // 4)))
+)
+c.CullerConfig.extension = int(os.environ.get("JUPYTERHUB_IDLE_EXTENSION", "3600"))
+c.CullerConfig.max_extensions = int(os.environ.get("JUPYTERHUB_IDLE_MAX_EXTENSIONS", "2"))
+# extensions and "stopped for inactivity" notes survive hub restarts
+c.CullerConfig.state_path = f"{DATA}/culler.json"
 # --- end of the idle culling section ---
 
 # --- Audit log: jupyterhub_ext's audit lines in a file of their own --------------

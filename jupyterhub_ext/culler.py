@@ -11,7 +11,9 @@ reports), and is stopped once idle for longer than the timeout. What we add:
   deadline by ``extension`` seconds, at most ``max_extensions`` times per start;
 - per-profile timeouts (e.g. GPU servers shorter);
 - a culled server leaves an audit line (``cull-server``) and a note the user
-  sees on the home page at the next visit.
+  sees on the home page at the next visit;
+- extensions and notes are kept in one file (``state_path``, written in a
+  thread of its own), so a hub restart changes no deadline.
 
 It runs inside the hub (like the usage scan): it reads activity and stops
 servers through the hub's own objects, so no API token with stop rights over
@@ -21,15 +23,17 @@ every server exists anywhere. The pure decision (:func:`decide`) is unit-tested.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from traitlets import Bool, Dict, Int, Unicode
+from traitlets import Bool, Dict, Int, Unicode, observe
 from traitlets.config import Configurable
 
 from jupyterhub_ext import hubcompat
@@ -124,14 +128,34 @@ class CullerConfig(Configurable):
         """,
     ).tag(config=True)
 
-    notes_path = Unicode(
-        "jupyterhub_ext_culled.json",
+    state_path = Unicode(
+        "jupyterhub_ext_culler.json",
         help="""
-        File keeping the "your server was stopped for inactivity" notes until
-        the user starts that server again (relative paths: the hub's working
-        directory), so they survive a hub restart.
+        File keeping the culler's state across hub restarts (relative paths:
+        the hub's working directory): the Keep-running extensions of running
+        servers (each for one start of a server: a new start begins afresh)
+        and the "your server was stopped for inactivity" notes, kept until
+        the user starts that server again. Written in a thread of its own,
+        never on the hub's event loop. An unreadable file is set aside as
+        ``<file>.unreadable`` with a warning in the hub's log.
         """,
     ).tag(config=True)
+
+    notes_path = Unicode(
+        None,
+        allow_none=True,
+        help="""
+        Deprecated: the old name of ``state_path`` (when only the notes were
+        kept). Setting it sets ``state_path``; a notes file of the old format
+        is read, and written back in the new one.
+        """,
+    ).tag(config=True)
+
+    @observe("notes_path")
+    def _notes_path_renamed(self, change: Any) -> None:
+        if change.new:
+            log.warning("c.CullerConfig.notes_path is deprecated: use c.CullerConfig.state_path")
+            self.state_path = change.new
 
     def timeout_for(self, profile: str | None) -> int:
         """The timeout of a server started with this profile slug."""
@@ -195,39 +219,145 @@ def extend(ext: Extension, now: float, current_deadline: float, cfg: CullerConfi
 # -- state in the hub ---------------------------------------------------------------
 
 
+STATE_VERSION = 1
+_EXT_FIELDS = ("started", "used", "extended_until", "warned_for")
+
+
+def encode_state(
+    extensions: dict[tuple[str, str], Extension], notes: dict[str, dict[str, dict]]
+) -> dict[str, Any]:
+    """The state file's content (JSON-ready)."""
+    return {
+        "version": STATE_VERSION,
+        "extensions": [
+            {"user": user, "server": server, **{k: getattr(ext, k) for k in _EXT_FIELDS}}
+            for (user, server), ext in sorted(extensions.items())
+        ],
+        "notes": notes,
+    }
+
+
+class StateFileError(ValueError):
+    """A state file this version cannot use (the message says why)."""
+
+
+def _extension_entry(entry: Any) -> tuple[tuple[str, str], Extension]:
+    if not isinstance(entry, dict):
+        raise StateFileError(f"an extension entry is not an object: {entry!r}")
+    try:
+        key = (entry["user"], entry["server"])
+        ext = Extension(
+            started=float(entry["started"]),
+            used=int(entry["used"]),
+            extended_until=float(entry["extended_until"]),
+            warned_for=float(entry["warned_for"]),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise StateFileError(f"a bad extension entry {entry!r} ({e!r})") from None
+    if not all(isinstance(k, str) for k in key):
+        raise StateFileError(f"an extension entry without user and server names: {entry!r}")
+    return key, ext
+
+
+def decode_state(data: Any) -> tuple[dict[tuple[str, str], Extension], dict[str, dict[str, dict]]]:
+    """Extensions and notes from a state file's JSON. Raises StateFileError.
+
+    A file without ``version`` is the notes file of earlier versions
+    (``{user: {server: note}}``): its notes are kept, it has no extensions.
+    """
+    if not isinstance(data, dict):
+        raise StateFileError(f"expected a JSON object, found {type(data).__name__}")
+    if "version" not in data:
+        if not all(isinstance(v, dict) for v in data.values()):
+            raise StateFileError("neither a state file nor an old notes file")
+        return {}, data
+    if data["version"] != STATE_VERSION:
+        raise StateFileError(
+            f"version {data['version']!r}, this hub reads version {STATE_VERSION} "
+            "(written by a newer jupyterhub_ext?)"
+        )
+    notes = data.get("notes", {})
+    if not isinstance(notes, dict) or not all(isinstance(v, dict) for v in notes.values()):
+        raise StateFileError("'notes' is not an object of objects")
+    entries = data.get("extensions", [])
+    if not isinstance(entries, list):
+        raise StateFileError("'extensions' is not a list")
+    return dict(_extension_entry(e) for e in entries), notes
+
+
 @dataclass
 class State:
-    """Extensions per running server and cull notes per user (the hub's memory)."""
+    """Extensions per running server and cull notes per user, kept in ``path``.
+
+    Changes are made on the event loop; the file is written by one thread of
+    its own (writes in order, the last one wins), so a slow disk never stalls
+    the hub.
+    """
 
     extensions: dict[tuple[str, str], Extension] = field(default_factory=dict)
     notes: dict[str, dict[str, dict]] = field(default_factory=dict)
     path: str = ""
+    _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def extension_of(self, user: str, server: str, started: float) -> Extension:
+        """The extensions of this start of the server (a new start: none used)."""
         ext = self.extensions.get((user, server))
         if ext is None or ext.started != started:
             ext = self.extensions[(user, server)] = Extension(started)
         return ext
 
     def load(self) -> None:
+        """Read ``path``; a file that cannot be used is set aside with a warning."""
         if not self.path or not os.path.exists(self.path):
             return
         try:
             with open(self.path, encoding="utf-8") as f:
-                self.notes = json.load(f)
-        except (OSError, ValueError) as e:
-            log.warning("Cannot read the culled-server notes in %s: %s", self.path, e)
+                self.extensions, self.notes = decode_state(json.load(f))
+        except (OSError, ValueError) as e:  # StateFileError and JSON errors are ValueErrors
+            aside = self.path + ".unreadable"
+            log.warning(
+                "Cannot use the idle culler's state file %s (%s): starting without "
+                "Keep-running extensions and cull notes; the file is moved to %s",
+                self.path,
+                e,
+                aside,
+            )
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
 
-    def save(self) -> None:
+    def save(self) -> Future | None:
+        """Write the state in the writer thread (the snapshot is taken now)."""
         if not self.path:
-            return
+            return None
+        text = json.dumps(encode_state(self.extensions, self.notes))
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="jhext-culler-state")
+        return self._writer.submit(self._write, text)
+
+    def _write(self, text: str) -> None:
         tmp = self.path + ".tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.notes, f)
+                f.write(text)
             os.replace(tmp, self.path)
         except OSError as e:
-            log.warning("Cannot write the culled-server notes to %s: %s", self.path, e)
+            log.warning("Cannot write the idle culler's state to %s: %s", self.path, e)
+
+    def keep_running(
+        self, user: str, server: str, started: float, now: float, when: float, cfg: CullerConfig
+    ) -> Extension:
+        """One "Keep running" of this start of the server, saved. Raises NoExtensionsLeft."""
+        ext = self.extension_of(user, server, started)
+        extend(ext, now, when, cfg)
+        self.save()
+        return ext
+
+    def forget(self, keys: set[tuple[str, str]]) -> None:
+        """Drop the extensions of servers that stopped."""
+        if keys & set(self.extensions):
+            for key in keys:
+                self.extensions.pop(key, None)
+            self.save()
 
     def add_note(self, user: str, server: str, note: dict) -> None:
         self.notes.setdefault(user, {})[server] = note
@@ -300,24 +430,29 @@ class Culler:
         self.app = app
         self.cfg = cfg
 
-    def _running(self) -> list[Any]:
+    def _running(self) -> tuple[list[Any], set[tuple[str, str]]]:
+        """Servers ready to check, and every server the hub has as running.
+
+        A server still being checked after a hub restart (``pending``) is not
+        ready yet but keeps its extensions.
+        """
         from jupyterhub import orm
 
-        found = []
+        found, running = [], set()
         for orm_spawner in self.app.db.query(orm.Spawner).filter(orm.Spawner.server_id.isnot(None)):
             user = self.app.users[orm_spawner.user]
+            running.add((user.name, orm_spawner.name))
             spawner = user.spawners.get(orm_spawner.name)
             if spawner is not None and spawner.ready:
                 found.append(spawner)
-        return found
+        return found, running
 
     async def check_once(self) -> None:
         now = time.time()
-        jobs = []
-        running = set()
-        for spawner in self._running():
+        jobs, warned = [], False
+        ready, running = self._running()
+        for spawner in ready:
             user, name = spawner.user.name, spawner.name
-            running.add((user, name))
             # running again: the note about its last cull is no longer news
             _state.drop_note(user, name)
             started = _ts(spawner.orm_spawner.started) or 0.0
@@ -328,12 +463,14 @@ class Culler:
             if what == WARN:
                 # marked before the delivery: the next check does not warn twice
                 ext.warned_for = deadline(last, timeout, ext) or 0.0
+                warned = True
                 jobs.append(self._warn(spawner, ext.warned_for, ext))
             elif what == CULL:
                 jobs.append(self._cull(spawner, now - last, timeout))
+        if warned:
+            _state.save()  # a warning is not sent again after a hub restart
         # servers stopped by their users: forget their extensions
-        for key in set(_state.extensions) - running:
-            del _state.extensions[key]
+        _state.forget(set(_state.extensions) - running)
         # many servers can come due at once (a class ends): a bounded number
         # of deliveries and stops at a time, none waiting for all the others
         limit = asyncio.Semaphore(self.cfg.concurrency)
@@ -387,7 +524,7 @@ class Culler:
             hubcompat.set_stop_pending(spawner, False)
         now = time.time()
         audit(ACTOR, ACTION, target, "ok", idle_seconds=int(idle), timeout=limit, profile=profile)
-        _state.extensions.pop((user_obj.name, name), None)
+        _state.extensions.pop((user_obj.name, name), None)  # saved with the note
         _state.add_note(
             user_obj.name,
             name,
@@ -429,7 +566,7 @@ def configure(c: Any) -> None:
     if not cfg.enabled:
         return
     _config = cfg
-    _state.path = cfg.notes_path
+    _state.path = cfg.state_path
     _state.load()
     try:
         loop = asyncio.get_running_loop()

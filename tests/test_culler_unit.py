@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from traitlets.config import Config
 
@@ -95,16 +97,99 @@ def test_new_start_forgets_extensions():
 
 
 def test_notes_survive_a_restart(tmp_path):
-    path = str(tmp_path / "notes.json")
+    path = str(tmp_path / "state.json")
     s = culler.State(path=path)
     s.add_note("alice", "", {"at": 1.0, "idle_seconds": 61})
+    s.save().result()
     t = culler.State(path=path)
     t.load()
     assert t.notes == {"alice": {"": {"at": 1.0, "idle_seconds": 61}}}
     t.drop_note("alice", "")
+    t.save().result()
     u = culler.State(path=path)
     u.load()
     assert u.notes == {}
+
+
+def test_extensions_survive_a_restart_for_the_same_start_only(tmp_path):
+    path = str(tmp_path / "state.json")
+    c = cfg(extension=100, max_extensions=2)
+    s = culler.State(path=path)
+    started = 1765100000.123456  # a real start time: the float must come back exact
+    s.keep_running("alice", "gpu", started, 1040.0, 1060.0, c)
+    s.extension_of("alice", "gpu", started).warned_for = 1160.0
+    s.keep_running("bob", "", 5.0, 1040.0, 1060.0, c)
+    s.save().result()
+    t = culler.State(path=path)
+    t.load()
+    ext = t.extension_of("alice", "gpu", started)
+    assert (ext.used, ext.extended_until, ext.warned_for) == (1, 1160.0, 1160.0)
+    # the limit counts what was used before the restart
+    t.keep_running("alice", "gpu", started, 1100.0, 1160.0, c)
+    with pytest.raises(culler.NoExtensionsLeft):
+        t.keep_running("alice", "gpu", started, 1200.0, 1260.0, c)
+    # bob's server was started again since: nothing of the earlier start applies
+    assert t.extension_of("bob", "", 6.0).used == 0
+    # a stopped server's extensions are forgotten, on disk too
+    t.forget({("alice", "gpu")})
+    t.save().result()
+    u = culler.State(path=path)
+    u.load()
+    assert set(u.extensions) == {("bob", "")}
+
+
+def test_state_file_format_is_versioned_and_checked():
+    ext = Extension(started=1.0, used=2, extended_until=3.0, warned_for=3.0)
+    data = culler.encode_state({("a", ""): ext}, {"b": {"": {"at": 1.0}}})
+    assert data["version"] == culler.STATE_VERSION
+    assert culler.decode_state(data) == ({("a", ""): ext}, {"b": {"": {"at": 1.0}}})
+    # the notes file of earlier versions: its notes, no extensions
+    assert culler.decode_state({"b": {"": {"at": 1.0}}}) == ({}, {"b": {"": {"at": 1.0}}})
+    bad = [
+        ([], "expected a JSON object"),
+        ({"version": 99}, "version 99, this hub reads version 1"),
+        ({"a": 1}, "neither a state file nor an old notes file"),
+        ({"version": 1, "extensions": {}}, "'extensions' is not a list"),
+        ({"version": 1, "notes": []}, "'notes' is not an object"),
+        ({"version": 1, "extensions": [{"user": "a"}]}, "bad extension entry"),
+        ({"version": 1, "extensions": [{**data["extensions"][0], "used": "x"}]}, "bad"),
+        ({"version": 1, "extensions": [{**data["extensions"][0], "user": 1}]}, "without user"),
+    ]
+    for value, message in bad:
+        with pytest.raises(culler.StateFileError, match=message):
+            culler.decode_state(value)
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"version": 99}', "[1, 2]"])
+def test_an_unusable_state_file_is_set_aside_with_a_warning(tmp_path, caplog, content):
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    s = culler.State(path=str(path))
+    with caplog.at_level("WARNING", logger="jupyterhub_ext.culler"):
+        s.load()
+    assert s.extensions == {} and s.notes == {}
+    assert f"Cannot use the idle culler's state file {path}" in caplog.text
+    assert f"moved to {path}.unreadable" in caplog.text
+    # kept for the admin, not overwritten by the next save
+    assert (tmp_path / "state.json.unreadable").read_text() == content
+    s.add_note("a", "", {"at": 1.0})
+    s.save().result()
+    assert json.loads(path.read_text())["notes"] == {"a": {"": {"at": 1.0}}}
+
+
+def test_old_notes_file_is_read_and_written_back_in_the_new_format(tmp_path):
+    path = tmp_path / "jupyterhub_ext_culled.json"
+    path.write_text(json.dumps({"alice": {"": {"at": 1.0, "idle_seconds": 61}}}))
+    c = cfg(notes_path=str(path))  # the deprecated name still points at it
+    assert c.state_path == str(path)
+    s = culler.State(path=c.state_path)
+    s.load()
+    assert s.notes == {"alice": {"": {"at": 1.0, "idle_seconds": 61}}}
+    s.keep_running("bob", "", 1.0, 2.0, 3.0, cfg())
+    s.save().result()
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and data["notes"] == s.notes
+    assert data["extensions"][0]["user"] == "bob"
 
 
 def test_disabled_by_default():

@@ -10,7 +10,7 @@
   either); its jupyterhub_config.py loads with ExtSwarmSpawner.
 - deploy/Dockerfile builds from a local base image, offline (wheels
   downloaded on the host, as scripts/build_image.py does), and the image runs
-  a hub that spawns a real server and runs the idle culler.
+  a hub that spawns a real server, its in-hub idle culler on (no culler service).
 - deploy/ops/*-user-volumes.sh back up and restore one user's volumes on the
   real engine.
 """
@@ -66,6 +66,7 @@ def deploy_env(monkeypatch, tmp_path):
 
 async def test_deploy_config_loads(tmp_path, deploy_env):
     from jupyterhub_ext.accounts.signup import AccountsMissing, main
+    from jupyterhub_ext.culler import CullerConfig
 
     config = f"load_subconfig({str(DEPLOY / 'jupyterhub_config.py')!r})\n"
     # sign-up is open in the recipe: no start until the admin has an account,
@@ -90,19 +91,13 @@ async def test_deploy_config_loads(tmp_path, deploy_env):
     assert spawner_cfg.use_internal_ip is True
     assert spawner_cfg.mem_limit == "4G"
     assert app.hub_connect_url.startswith("http://hub:8081/")
-    # the idle culler is a managed service with only the scopes it needs
-    culler = next(s for s in app.services if s["name"] == "idle-culler")
-    assert culler["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
-    assert "--timeout=3600" in culler["command"]
-    assert not any(a.startswith("--cull-users") for a in culler["command"])
-    role = next(r for r in app.load_roles if r["name"] == "idle-culler")
-    assert set(role["scopes"]) == {
-        "list:users",
-        "read:users:activity",
-        "read:servers",
-        "delete:servers",
-    }
-    assert importlib.util.find_spec("jupyterhub_idle_culler") is not None
+    # the hub culls, with a warning: no culler service, no role with delete:servers
+    assert not [s for s in app.services if "cull" in s["name"]], app.services
+    assert not [r for r in app.load_roles if "delete:servers" in r.get("scopes", [])]
+    culler = CullerConfig(config=app.config)
+    assert culler.enabled and (culler.timeout, culler.warning) == (3600, 600)
+    assert (culler.extension, culler.max_extensions) == (3600, 2)
+    assert culler.state_path == f"{deploy_env}/culler.json"  # in the data volume
 
     # the audit section: a line logged by jupyterhub_ext lands in the file
     logging.getLogger("jupyterhub_ext.audit").info("docs-test-line actor=admin")
@@ -280,11 +275,57 @@ async def test_swarm_config_loads(tmp_path, deploy_env, monkeypatch):
     assert not [s for s in app.services if "cull" in s["name"]], "the hub culls (CullerConfig)"
     culler = CullerConfig(config=app.config)
     assert culler.enabled and culler.timeout == 3600
+    assert culler.state_path == f"{deploy_env}/culler.json"  # in the data volume
     assert (deploy_env / "jupyterhub.sqlite").is_file()
     # a spawner made from this config passes the Swarm checks (nothing Swarm would drop)
     from jupyterhub_ext.swarm.hubcheck import problems
 
     assert problems(app.config) == []
+
+
+def culling_section(path: Path) -> str:
+    text = path.read_text()
+    start = text.index("# --- Idle culling")
+    return text[start : text.index("# --- end of the idle culling section ---", start)]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (True, 3600, 600, 3600, 2)),
+        ({"JUPYTERHUB_IDLE_TIMEOUT": "1200"}, (True, 1200, 300, 3600, 2)),
+        (
+            {
+                "JUPYTERHUB_IDLE_TIMEOUT": "7200",
+                "JUPYTERHUB_IDLE_WARNING": "900",
+                "JUPYTERHUB_IDLE_EXTENSION": "1800",
+                "JUPYTERHUB_IDLE_MAX_EXTENSIONS": "0",
+            },
+            (True, 7200, 900, 1800, 0),
+        ),
+        ({"JUPYTERHUB_IDLE_TIMEOUT": "0"}, (False, 0, 0, 3600, 2)),
+    ],
+)
+def test_deployments_cull_in_the_hub_with_settings_from_the_environment(monkeypatch, env, expected):
+    """Compose and Swarm: the same culling section, its settings from the environment."""
+    from traitlets.config import Config
+
+    from jupyterhub_ext.culler import CullerConfig
+
+    compose = culling_section(DEPLOY / "jupyterhub_config.py")
+    assert compose == culling_section(SWARM / "jupyterhub_config.py")
+    assert "jupyterhub_idle_culler" not in compose and "services" not in compose
+    for name in list(os.environ):
+        if name.startswith("JUPYTERHUB_IDLE_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    c = Config()
+    exec(compose, {"c": c, "os": os, "DATA": "/data"})
+    cfg = CullerConfig(config=c)
+    got = (cfg.enabled, cfg.timeout, cfg.warning, cfg.extension, cfg.max_extensions)
+    assert got == expected
+    assert cfg.state_path == "/data/culler.json"
 
 
 async def test_swarm_config_without_login_refuses(tmp_path, deploy_env, monkeypatch):
@@ -462,15 +503,15 @@ def _socket_path() -> str:
 
 @pytest.mark.docker
 def test_hub_image_runs_a_hub(docker_client, hub_image, lab_image, run_prefix, tmp_path):
-    """The built image: versions, then a real hub that spawns and culls (idle culler runs)."""
+    """The built image: versions, then a real hub that spawns, with its in-hub culler on."""
     out = docker_client.containers.run(
         hub_image,
         [
             "sh",
             "-c",
             "jupyterhub --version && configurable-http-proxy --version && "
-            "python3 -c 'import jupyterhub_ext, oauthenticator, nativeauthenticator, "
-            "jupyterhub_idle_culler; print(jupyterhub_ext.template_path())'",
+            "python3 -c 'import jupyterhub_ext, oauthenticator, nativeauthenticator; "
+            "print(jupyterhub_ext.template_path())'",
         ],
         entrypoint=[],
         network_mode="none",
@@ -556,11 +597,11 @@ def test_hub_image_runs_a_hub(docker_client, hub_image, lab_image, run_prefix, t
             time.sleep(0.5)
         assert r.json()["version"] == "6.1.1"
 
-        # the managed idle culler is running inside the hub container
+        # the culler is the hub's own: no culler service or process in the container
         services = s.get(f"{url}/hub/api/services", timeout=10).json()
-        assert services["idle-culler"]["pid"], services
+        assert not [n for n in services if "cull" in n], services
         top = hub.top(ps_args="-eo pid,args")
-        assert any("jupyterhub_idle_culler" in " ".join(p) for p in top["Processes"]), top
+        assert not any("idle_culler" in " ".join(p) for p in top["Processes"]), top
 
         # a real server, spawned by the hub in the image through the socket
         assert s.post(f"{url}/hub/api/users/alice", timeout=10).status_code in (201, 409)
@@ -580,11 +621,16 @@ def test_hub_image_runs_a_hub(docker_client, hub_image, lab_image, run_prefix, t
             ]
             == "alice"
         )
+        # the in-hub culler watches it, with the deployment's settings
+        kept = s.post(f"{url}/hub/api/users/alice/keep-running", timeout=10)
+        assert kept.status_code == 200, kept.text
+        assert kept.json()["timeout"] == 3600 and kept.json()["extensions_left"] == 1
         s.delete(f"{url}/hub/api/users/alice/server", timeout=60)
 
-        # the hub's state and the audit log are in the data volume
+        # the hub's state (the culler's too) and the audit log are in the data volume
         names = {p.name for p in data.iterdir()}
         assert {"jupyterhub.sqlite", "jupyterhub_cookie_secret", "audit.log"} <= names
+        assert "culler.json" in names
     finally:
         try:
             hub.stop(timeout=30)

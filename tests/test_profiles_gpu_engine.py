@@ -61,6 +61,26 @@ def gpu_engine(docker_engine, images, tmp_path_factory):
         engine.stop()
 
 
+@pytest.fixture(autouse=True)
+def engine_without_leftovers(request):
+    """Each test starts on an engine where no container holds a GPU, and leaves none.
+
+    The private engine is this module's alone. Its hubs keep their servers on
+    stop (cleanup_servers = False) and make_hub's clean-up works on the shared
+    engine, so a server an earlier test left running here would still count
+    in the placement (fewer free GPUs, spawns refused that should not be).
+    """
+    if "gpu_engine" not in request.fixturenames:
+        yield
+        return
+    _, client = request.getfixturevalue("gpu_engine")
+    live = [c["Names"] for c in client.containers(all=True) if c["State"] in ("created", "running")]
+    assert not live, f"containers of an earlier test hold GPUs on the private engine: {live}"
+    yield
+    for c in client.containers(all=True):  # after make_hub stopped this test's hubs
+        client.remove_container(c["Id"], force=True)
+
+
 def gpu_hub(make_hub, engine, extra: str = ""):
     hub = make_hub(start=False)
     hub.config_file.write_text(
@@ -245,3 +265,74 @@ def test_racing_spawns_never_double_allocate(make_hub, gpu_engine):
         assert seen_full, rep
     refused = hub.log_text().count("No free GPU")
     assert refused >= 20 * 4, refused
+
+
+SLOW_CREATE = """
+import asyncio
+import time
+
+from jupyterhub_ext.spawner import ExtDockerSpawner
+
+
+class SlowEngineSpawner(ExtDockerSpawner):
+    # The engine takes 4 s to create "slow"'s container, as a loaded engine
+    # does; JupyterHub gives up on that start after 3 s and cancels it while
+    # the create call goes on in its thread.
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.user.name == "slow":
+            self.start_timeout = 3
+
+    async def _create_container(self):
+        if self.user.name != "slow":
+            return await super()._create_container()
+        kwargs = await self.container_create_kwargs()
+        client = await self.docker_client()
+
+        def create():
+            time.sleep(4)
+            return client.create_container(**kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(None, create)
+
+
+c.JupyterHub.spawner_class = SlowEngineSpawner
+"""
+
+
+def test_a_start_cancelled_during_its_create_keeps_its_gpu_until_the_container_is_gone(
+    make_hub, gpu_engine
+):
+    """The placement lock is held until the engine has made the container, even when
+    JupyterHub cancels that start (start_timeout): the next spawn sees the GPU as
+    taken, and the abandoned container is removed, not left holding it."""
+    engine, client = gpu_engine
+    hub = gpu_hub(make_hub, engine, SLOW_CREATE)
+    for n in ("slow", "fast"):
+        hub.create_user(n)
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(hub.api, "POST", "/users/slow/server", json={})
+        deadline = time.monotonic() + 30
+        while "Placement for slow: GPUs GPU-aaaa" not in hub.log_text():
+            assert time.monotonic() < deadline, hub.log_tail()
+            time.sleep(0.05)
+        # slow's container is being made (1 s into the 4 s); fast waits for the lock
+        fast = pool.submit(hub.api, "POST", "/users/fast/server", json={})
+        watched = time.monotonic() + 12
+        while time.monotonic() < watched:
+            held = live_devices(client, hub.prefix)
+            flat = [d for ids in held for d in ids]
+            assert len(flat) == len(set(flat)), held  # never one GPU in two containers
+            time.sleep(0.1)
+        assert slow.result().status_code >= 400, slow.result().text
+        assert fast.result().status_code in (201, 202), fast.result().text
+    hub.wait_ready("fast", timeout=180)
+    assert hub.user("slow")["servers"] == {}
+    # the abandoned container is gone: only fast's holds a GPU
+    wait_for_devices = time.monotonic() + 30
+    while (held := devices_by_user(client, hub.prefix)) and "slow" in held:
+        assert time.monotonic() < wait_for_devices, held
+        time.sleep(0.2)
+    assert list(held) == ["fast"] and len(held["fast"]) == 1, held
+    assert "cancelled while the engine was creating" in hub.log_text()
+    hub.api("DELETE", "/users/fast/server")

@@ -87,14 +87,24 @@ load_subconfig(auth_file)  # noqa: F821 - provided by JupyterHub when it loads t
 # --- end of the login section ---
 
 # --- Idle culling, inside the hub (docs/features/culling.md) --------------------
-# Servers idle for JUPYTERHUB_IDLE_TIMEOUT seconds (default one hour) are
-# stopped, after a warning in JupyterLab and a Keep running button on the home
-# page; their volumes stay. No separate culler service and no token that can
-# stop every server.
+# Servers idle for JUPYTERHUB_IDLE_TIMEOUT seconds (default one hour; 0: never)
+# are stopped; JUPYTERHUB_IDLE_WARNING seconds before (default a quarter of
+# the timeout, at most 10 minutes) the user gets a notification in JupyterLab
+# and a Keep running button on the home page, which adds
+# JUPYTERHUB_IDLE_EXTENSION seconds (default one hour) up to
+# JUPYTERHUB_IDLE_MAX_EXTENSIONS times per start (default 2). Only servers
+# stop; users and their volumes stay. No separate culler service and no
+# token that can stop every server.
 idle_timeout = int(os.environ.get("JUPYTERHUB_IDLE_TIMEOUT", "3600"))
 c.CullerConfig.enabled = idle_timeout > 0
 c.CullerConfig.timeout = idle_timeout
-c.CullerConfig.warning = min(600, idle_timeout // 4)
+c.CullerConfig.warning = int(
+    os.environ.get("JUPYTERHUB_IDLE_WARNING", str(min(600, idle_timeout // 4)))
+)
+c.CullerConfig.extension = int(os.environ.get("JUPYTERHUB_IDLE_EXTENSION", "3600"))
+c.CullerConfig.max_extensions = int(os.environ.get("JUPYTERHUB_IDLE_MAX_EXTENSIONS", "2"))
+# extensions and "stopped for inactivity" notes survive hub restarts
+c.CullerConfig.state_path = f"{DATA}/culler.json"
 # --- end of the idle culling section ---
 
 # --- Audit log: jupyterhub_ext's audit lines in a file of their own --------------

@@ -77,9 +77,10 @@ class KeepRunningAPIHandler(ExtAPIHandler):
                 400, f"Server {target} is never stopped for inactivity (its timeout is 0)."
             )
         started = culler._ts(spawner.orm_spawner.started) or 0.0
-        ext = culler.state().extension_of(user.name, server_name, started)
         try:
-            culler.extend(ext, time.time(), info["deadline"], cfg)
+            ext = culler.state().keep_running(
+                user.name, server_name, started, time.time(), info["deadline"], cfg
+            )
         except culler.NoExtensionsLeft as e:
             self.refuse(409, str(e), target, reason="no extensions left")
         audit(actor, ACTION, target, "ok", extensions_used=ext.used)

@@ -6,7 +6,9 @@ GPU placement: which devices are held is read from Docker itself (the
 ``jupyterhub-ext.gpu-devices`` label of live containers), so it survives a hub
 restart or crash. The read, the choice and the container's creation happen
 under one asyncio lock per engine, so two spawns of *this hub process* never
-get the same GPU. Two hub processes on one engine are not coordinated.
+get the same GPU; the lock is held until the create call has returned, even
+when the start is cancelled meanwhile (``spawner.lifecycle.create_object``).
+Two hub processes on one engine are not coordinated.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ module keeps the lifecycle (start, stop, state) and the traits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import time
@@ -784,7 +785,32 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
     async def create_object(self) -> dict:
         # GPUs and the admission check are decided with the create, under one lock
         async with self.placement():
-            return await self._create_container()
+            create = asyncio.ensure_future(self._create_container())
+            try:
+                return await asyncio.shield(create)
+            except asyncio.CancelledError:
+                await self._drop_abandoned_create(create)
+                raise
+
+    async def _drop_abandoned_create(self, create: asyncio.Future) -> None:
+        """JupyterHub cancelled this start (``start_timeout``) while the engine was
+        creating its container: the call goes on in its pool thread. Still under
+        the placement lock, wait for it, so the next decision sees the GPUs that
+        container was given, then remove it: nobody will start it.
+        """
+        self.log.warning(
+            "Start of %s cancelled while the engine was creating its container; "
+            "removing that container when it exists",
+            self._log_name,
+        )
+        await _wait_through_cancels(create)
+        if create.cancelled() or create.exception() is not None:
+            return
+        self.object_id = create.result()[self.object_id_key]
+        try:
+            await self.remove_object()
+        finally:
+            self.object_id = ""
 
     async def _create_container(self) -> dict:
         return await self.docker("create_container", **await self.container_create_kwargs())
@@ -1108,8 +1134,16 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
             )
 
     async def start_object(self) -> None:
+        # JupyterHub may cancel this start (start_timeout) while the engine is
+        # starting the container in a pool thread: wait for that call, so the
+        # hub's stop() that follows stops a started container, not one that
+        # starts after it and runs on unsupervised, holding its GPUs
+        start = asyncio.ensure_future(super().start_object())
         try:
-            await super().start_object()
+            await asyncio.shield(start)
+        except asyncio.CancelledError:
+            await _wait_through_cancels(start)
+            raise
         except APIError as e:
             plan = self._spawn_grants
             explanation = explain(e)
@@ -1132,6 +1166,15 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # values without a usable ==
         return a is b
+
+
+async def _wait_through_cancels(fut: asyncio.Future) -> None:
+    """Wait until ``fut`` (a Docker call in a pool thread) is done, even if this
+    task is cancelled again meanwhile: the call ends by itself (the client's
+    timeout), and the caller re-raises its cancellation afterwards."""
+    while not fut.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([fut])
 
 
 __all__ = ["ExtDockerSpawner", "VolumeSetError"]
