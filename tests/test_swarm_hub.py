@@ -452,3 +452,83 @@ def test_a_stopped_node_refuses_its_users_at_once(make_hub, swarm_bed, manager):
     # back: ann starts on node3 again
     hub.spawn("ann")
     assert task_node(manager, service_name(hub, "ann")) == node3.node_id
+
+
+def start_on_a_worker(hub, swarm_bed, manager, user: str):
+    """Start ``user``'s first server on a worker (the manager takes no task meanwhile)."""
+    manager_id = swarm_bed.node("node1").node_id
+    hub.create_user(user)
+    set_availability(manager, manager_id, "pause")
+    try:
+        hub.spawn(user)
+    finally:
+        set_availability(manager, manager_id, "active")
+    node = swarm_bed.by_id(task_node(manager, service_name(hub, user)))
+    assert node.name != "node1"
+    return node
+
+
+def refused_start(hub, user: str) -> None:
+    r = hub.api("POST", f"/users/{user}/server")
+    if r.status_code in (201, 202):
+        with pytest.raises(HubError):
+            hub.wait_ready(user, timeout=60)
+    assert hub.server(user) is None
+
+
+def test_a_planted_volume_on_the_pinned_node_is_refused_at_start(make_hub, swarm_bed, manager):
+    """An attacker with a Docker socket on the victim's node plants a volume of her name."""
+    hub = make_hub(swarm_config(swarm_bed))
+    p = hub.prefix
+    node = start_on_a_worker(hub, swarm_bed, manager, "vic")
+    token = hub.token_for("vic")
+    put_file(hub, "vic", token, "secret.txt", "mine")
+    hub.stop_server("vic")
+    # the victim resets her home: the name is free on the node, the node stays hers
+    r = requests.delete(
+        f"{hub.url}/hub/api/users/vic/manage-volumes",
+        headers={"Authorization": f"token {token}"},
+        json={"volumes": ["home"]},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    name = f"{p}-vic-home"
+    worker = docker.APIClient(base_url=node.host, version="auto")
+    try:
+        for labels, why in (
+            (
+                {
+                    "jupyterhub-ext.managed": "true",
+                    "jupyterhub-ext.owner-id": "999",
+                    "jupyterhub-ext.owner-name": "mallory",
+                    "jupyterhub-ext.volume-key": "home",
+                },
+                "belongs to another user (owner id 999, name 'mallory'), not to 'vic'",
+            ),
+            ({}, "exists without owner labels"),
+        ):
+            worker.create_volume(name, labels=labels)
+            refused_start(hub, "vic")
+            log = hub.log_text()
+            assert f"Cannot start: on node {node.name}, volume {name} {why}" in log, log[-3000:]
+            assert "Nothing was mounted" in log
+            # nothing was created: no service, no container mounting it, volume as planted
+            assert not manager.services(filters={"name": service_name(hub, "vic")})
+            assert not worker.containers(all=True, filters={"volume": name})
+            assert (worker.inspect_volume(name)["Labels"] or {}) == labels
+            worker.remove_volume(name)
+        # the name free again: the normal start works, on her node, with our labels
+        hub.spawn("vic")
+        assert task_node(manager, service_name(hub, "vic")) == node.node_id
+        assert worker.inspect_volume(name)["Labels"]["jupyterhub-ext.owner-name"] == "vic"
+        # and a restart with her own volume in place passes the check
+        hub.stop_server("vic")
+        hub.spawn("vic")
+        assert task_node(manager, service_name(hub, "vic")) == node.node_id
+        checks = [
+            line for line in hub.log_text().splitlines() if "Checked 1 volume(s) of vic" in line
+        ]
+        assert len(checks) >= 2, checks
+        print("ownership check on the node:", [line.rsplit(" in ", 1)[-1] for line in checks])
+    finally:
+        worker.close()

@@ -31,9 +31,10 @@ from typing import Any
 from traitlets import Unicode, default
 
 from jupyterhub_ext.audit import audit
+from jupyterhub_ext.engine import calls
 from jupyterhub_ext.engine.errors import APIError, NotFound, explain
 from jupyterhub_ext.engine.nodejob import NodeEngine
-from jupyterhub_ext.spawner import hooks
+from jupyterhub_ext.spawner import hooks, hostconfig
 from jupyterhub_ext.spawner.lifecycle import ExtDockerSpawner
 from jupyterhub_ext.spawner.refused import SpawnRefused
 from jupyterhub_ext.swarm import servicespec as S
@@ -137,11 +138,20 @@ class ExtSwarmSpawner(ExtDockerSpawner):
 
     def volume_engine(self) -> Any:
         """The engine of the node that holds this server's volumes (a job per call)."""
-        if not (self.node_id and self.pinned()):
-            return self.client
+        node = self.volume_node()
+        return self.node_engine(node) if node else self.client
+
+    def volume_node(self) -> str:
+        """The ID of the node that holds this server's local volumes ("": none yet, or
+        only network volumes)."""
+        return self.node_id if (self.node_id and self.pinned()) else ""
+
+    def node_engine(self, node_id: str, manager: Any = None) -> NodeEngine:
+        """Docker calls on ``node_id``, one job each, through ``manager`` (default:
+        the spawner's client; the usage scan passes its own)."""
         return NodeEngine(
-            self.client,
-            self.node_id,
+            manager if manager is not None else self.client,
+            node_id,
             image=self.helper_image or self.image,
             socket_path=self.swarm_node_socket,
             name_prefix=f"{self.prefix}-node-call",
@@ -164,7 +174,52 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         problem = S.node_problem(node)
         if problem:
             self._refuse_node(problem)
+        self._node_name = S.node_name(node)
         return [f"node.id=={self.node_id}"]
+
+    _node_name = ""
+
+    def volumes_to_check(self) -> dict[str, str | None]:
+        """Docker name -> scope of every named volume the server mounts (None: the
+        admin's own ``volumes``, checked as on one host)."""
+        names = self.volume_names()
+        wanted: dict[str, str | None] = {names[s.key]: s.scope for s in self.volume_specs}
+        for source in hostconfig.named_volume_sources(self.volume_binds):
+            wanted.setdefault(source, None)
+        return wanted
+
+    async def check_node_volumes(self) -> None:
+        """Refuse the start when a volume that exists on the pinned node is not this user's.
+
+        Swarm mounts an existing volume of the mount's name as it is (its
+        ``VolumeOptions`` only apply to a volume the node creates), so whoever
+        holds a Docker socket on that node could hand this user a volume of
+        their own. One job on the node lists all the set's volumes at once
+        (the name filter matches parts of names: exact names are kept here)
+        and each is checked by the one ownership rule, as on one host. Called
+        after the node is known to be up, before the service is created. Not
+        needed at the first start (nothing pinned): there is no node to ask.
+        """
+        if not (self.node_id and self.pinned()):
+            return
+        wanted = self.volumes_to_check()
+        t0 = time.monotonic()
+        listing = await calls.call(self.volume_engine(), "volumes", filters={"name": list(wanted)})
+        found = {v.get("Name"): v for v in (listing or {}).get("Volumes") or []}
+        self.log.info(
+            "Checked %d volume(s) of %s on node %s in %.2fs",
+            len(wanted),
+            self._log_name,
+            self._node_name or self.node_id[:12],
+            time.monotonic() - t0,
+        )
+        for name, scope in wanted.items():
+            if name not in found:
+                continue  # the node creates it, with our labels
+            why = self.volume_refusal(name, found[name].get("Labels"), scope)
+            if why:
+                node = self._node_name or self.node_id
+                self._refuse_volume(f"on node {node}, {why}", name)
 
     def _refuse_node(self, problem: str) -> None:
         message = (
@@ -178,12 +233,18 @@ class ExtSwarmSpawner(ExtDockerSpawner):
     # -- what the node does instead of the hub -----------------------------------
 
     async def ensure_volumes(self) -> None:
-        """Nothing to do from the hub: the node that runs the task creates them.
+        """Only the quota refusal: the node that runs the task creates the volumes.
 
         The service's volume mounts carry our owner labels and the entry's
         driver options (``VolumeOptions``); the hub talks to a manager, which
-        cannot create volumes on other nodes.
+        cannot create volumes on other nodes. Existing volumes on the pinned
+        node are checked by :meth:`check_node_volumes` once the node is known
+        to be up. Sizes come from the usage scan, which measures every node
+        that holds volumes.
         """
+        for spec in self.volume_specs:
+            if spec.on_hard_limit == "refuse":
+                self._check_quota(spec)
 
     async def drop_container_with_other_grants(self) -> None:
         """Services are made anew at every start (``remove`` is always on)."""
@@ -247,6 +308,7 @@ class ExtSwarmSpawner(ExtDockerSpawner):
     async def create_object(self) -> dict:
         kwargs = await self.container_create_kwargs()
         constraints = await self.node_constraints()
+        await self.check_node_volumes()
         try:
             spec = S.service_create_kwargs(
                 kwargs,
