@@ -532,3 +532,77 @@ def test_a_planted_volume_on_the_pinned_node_is_refused_at_start(make_hub, swarm
         print("ownership check on the node:", [line.rsplit(" in ", 1)[-1] for line in checks])
     finally:
         worker.close()
+
+
+def run_in_task(node, api_manager: docker.APIClient, service: str, script: str) -> None:
+    task = next(
+        t
+        for t in api_manager.tasks(filters={"service": service})
+        if t["Status"]["State"] == "running"
+    )
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        ex = api.exec_create(task["Status"]["ContainerStatus"]["ContainerID"], ["sh", "-c", script])
+        out = api.exec_start(ex["Id"])
+        assert api.exec_inspect(ex["Id"])["ExitCode"] == 0, out
+
+
+def test_volume_sizes_and_quotas_are_measured_on_the_worker(make_hub, swarm_bed, manager):
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            """
+c.UsageConfig.scan_interval = 2
+c.UsageConfig.volume_scan_interval = 10
+c.ExtSwarmSpawner.volume_set = {
+    "home": {
+        "name": "%PREFIX%-{username}-home",
+        "mount": "/home/jovyan",
+        "hard_limit": "20MB",
+        "on_hard_limit": "refuse",
+    },
+}
+""",
+        ),
+        start=False,
+    )
+    hub.config_file.write_text(hub.config_file.read_text().replace("%PREFIX%", hub.prefix))
+    hub.start()
+    node = start_on_a_worker(hub, swarm_bed, manager, "quin")
+    token = hub.token_for("quin")
+    run_in_task(
+        node, manager, service_name(hub, "quin"), "head -c 30000000 /dev/zero > ~/big.bin && sync"
+    )
+
+    def quota() -> dict:
+        r = requests.get(
+            f"{hub.url}/hub/api/users/quin/manage-volumes",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()["quota"]["home"]
+
+    deadline = time.monotonic() + 90
+    while quota()["state"] != "hard":
+        assert time.monotonic() < deadline, (quota(), hub.log_tail(40))
+        time.sleep(1)
+    assert quota()["size"] >= 30_000_000 and quota()["refuses_start"]
+    # the servers page's API shows the size measured on the worker
+    hub.create_user("admin")
+    r = requests.get(
+        f"{hub.url}/hub/api/usage/servers",
+        headers={"Authorization": f"token {hub.token_for('admin')}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    rows = r.json()["servers"]
+    row = next(r for r in rows if r["user"] == "quin")
+    assert row["volumes"]["home"] >= 30_000_000, row
+    # the manager's engine does not hold that volume: the size came from the node
+    with pytest.raises(docker.errors.NotFound):
+        manager.inspect_volume(f"{hub.prefix}-quin-home")
+    # over the hard limit with refuse: the next start is refused, on Swarm too
+    hub.stop_server("quin")
+    refused_start(hub, "quin")
+    assert "your server cannot start until it is smaller" in hub.log_text()
+    assert not manager.services(filters={"name": service_name(hub, "quin")})

@@ -186,8 +186,8 @@ class NodeEngine:
             query = "?" + urlencode({"filters": json.dumps(wrapped)})
         return self._json("GET", f"/volumes{query}")
 
-    def df(self) -> dict:
-        return self._json("GET", "/system/df")
+    def df(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
+        return self._json("GET", "/system/df", timeout=timeout)
 
     def remove_volume(self, name: str, force: bool = False) -> None:
         self._json("DELETE", f"/volumes/{quote(name, safe='')}?force={str(force).lower()}")
