@@ -606,3 +606,88 @@ c.ExtSwarmSpawner.volume_set = {
     refused_start(hub, "quin")
     assert "your server cannot start until it is smaller" in hub.log_text()
     assert not manager.services(filters={"name": service_name(hub, "quin")})
+
+
+def volume_root(node, image: str, volume: str) -> str:
+    """``uid:gid mode`` of a volume's root directory, read on its node."""
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        api.inspect_volume(volume)  # never let the mount create it
+        c = api.create_container(
+            image,
+            entrypoint=["stat", "-c", "%u:%g %a", "/v"],
+            user="0:0",
+            host_config=api.create_host_config(network_mode="none", binds={volume: "/v"}),
+        )
+        try:
+            api.start(c["Id"])
+            assert api.wait(c["Id"], timeout=60)["StatusCode"] == 0
+            return api.logs(c["Id"], stdout=True, stderr=False).decode().strip()
+        finally:
+            api.remove_container(c["Id"], force=True)
+
+
+def test_volume_permissions_and_first_start_ownership_on_the_node(make_hub, swarm_bed, manager):
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            """
+c.ExtSwarmSpawner.volume_set = {
+    "home": {"name": "%PREFIX%-{username}-home", "mount": "/home/jovyan"},
+    "team": {"name": "%PREFIX%-team", "mount": "/srv/team", "scope": "shared"},
+    "scratch": {
+        "name": "%PREFIX%-{username}-scratch", "mount": "/srv/scratch", "mode": 0o700,
+    },
+}
+""",
+        ),
+        start=False,
+    )
+    hub.config_file.write_text(hub.config_file.read_text().replace("%PREFIX%", hub.prefix))
+    hub.start()
+    p = hub.prefix
+    # the first start, on a worker: the node creates the volumes, the hub then
+    # gives them the entry's owner, group and mode there
+    node = start_on_a_worker(hub, swarm_bed, manager, "sia")
+    assert volume_root(node, swarm_bed.image, f"{p}-team") == "1000:100 2775"
+    assert volume_root(node, swarm_bed.image, f"{p}-sia-scratch").endswith(" 700")
+    run_in_task(node, manager, service_name(hub, "sia"), "touch /srv/team/from-sia")
+    # a restart with the volumes in place: checked, not changed
+    hub.stop_server("sia")
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        # the node makes it anew at the next start (once the old task's container is gone)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                api.remove_volume(f"{p}-sia-scratch")
+                break
+            except docker.errors.APIError as e:
+                assert e.status_code == 409 and time.monotonic() < deadline, e
+                time.sleep(0.5)
+    hub.spawn("sia")
+    assert task_node(manager, service_name(hub, "sia")) == node.node_id
+    assert volume_root(node, swarm_bed.image, f"{p}-sia-scratch").endswith(" 700")
+    assert volume_root(node, swarm_bed.image, f"{p}-team") == "1000:100 2775"
+
+    # the first start of another user, on a node where an attacker planted a
+    # volume of her name: refused once placed, the service gone
+    node3 = swarm_bed.node("node3")
+    with docker.APIClient(base_url=node3.host, version="auto") as api:
+        api.create_volume(
+            f"{p}-pia-home",
+            labels={"jupyterhub-ext.managed": "true", "jupyterhub-ext.owner-id": "999"},
+        )
+    hub.create_user("pia")
+    others = [n for n in swarm_bed.nodes if n.name != "node3"]
+    for n in others:
+        set_availability(manager, n.node_id, "pause")
+    try:
+        refused_start(hub, "pia")
+    finally:
+        for n in others:
+            set_availability(manager, n.node_id, "active")
+    log = hub.log_text()
+    assert (
+        f"Cannot start: on node node3, volume {p}-pia-home belongs to another user "
+        "(owner id 999, name 'nobody recorded'), not to 'pia'. The server was stopped"
+    ) in log, log[-3000:]
+    assert not manager.services(filters={"name": service_name(hub, "pia")})

@@ -24,6 +24,7 @@ is Swarm's own:
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,12 +32,14 @@ from typing import Any
 from traitlets import Unicode, default
 
 from jupyterhub_ext.audit import audit
-from jupyterhub_ext.engine import calls
+from jupyterhub_ext.engine import calls, ownership
 from jupyterhub_ext.engine.errors import APIError, NotFound, explain
+from jupyterhub_ext.engine.labels import LABEL_CREATED_BY
 from jupyterhub_ext.engine.nodejob import NodeEngine
 from jupyterhub_ext.spawner import hooks, hostconfig
 from jupyterhub_ext.spawner.lifecycle import ExtDockerSpawner
 from jupyterhub_ext.spawner.refused import SpawnRefused
+from jupyterhub_ext.storage.mixin import NotOwnedError, StorageError
 from jupyterhub_ext.swarm import servicespec as S
 
 # environment our GPU decision sets for --gpus; on Swarm the runtime reads the
@@ -200,11 +203,29 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         after the node is known to be up, before the service is created. Not
         needed at the first start (nothing pinned): there is no node to ask.
         """
-        if not (self.node_id and self.pinned()):
+        self._missing: set[str] = set()
+        if not self.volume_node():
             return
         wanted = self.volumes_to_check()
+        found = await self._node_volumes(wanted)
+        for name, scope in wanted.items():
+            if name not in found:
+                self._missing.add(name)  # the node creates it, with our labels
+                continue
+            why = self.volume_refusal(name, found[name].get("Labels"), scope)
+            if why:
+                node = self._node_name or self.node_id
+                self._refuse_volume(f"on node {node}, {why}", name)
+
+    # names the pinned node did not have before this start (it creates them)
+    _missing: frozenset[str] | set[str] = frozenset()
+    _start_token = ""
+
+    async def _node_volumes(self, wanted: Mapping[str, Any]) -> dict[str, dict]:
+        """The volumes among ``wanted`` on the node of this server's data (one job)."""
         t0 = time.monotonic()
         listing = await calls.call(self.volume_engine(), "volumes", filters={"name": list(wanted)})
+        # the name filter matches parts of names: keep the exact ones
         found = {v.get("Name"): v for v in (listing or {}).get("Volumes") or []}
         self.log.info(
             "Checked %d volume(s) of %s on node %s in %.2fs",
@@ -213,13 +234,58 @@ class ExtSwarmSpawner(ExtDockerSpawner):
             self._node_name or self.node_id[:12],
             time.monotonic() - t0,
         )
-        for name, scope in wanted.items():
-            if name not in found:
-                continue  # the node creates it, with our labels
-            why = self.volume_refusal(name, found[name].get("Labels"), scope)
-            if why:
-                node = self._node_name or self.node_id
-                self._refuse_volume(f"on node {node}, {why}", name)
+        return {name: found[name] for name in wanted if name in found}
+
+    async def settle_volumes(self, first_start: bool) -> None:
+        """Right after the task runs on its node: what only that node can tell.
+
+        - Volumes the node created for this start (they carry this start's
+          token in their labels) get the entry's owner, group and mode
+          (storage/volperms.py, through jobs on the node), as on one host.
+        - At the first start (no node was known before), volumes that were
+          already on the node Swarm picked are checked by the ownership rule;
+          a refusal removes the service before the hub hands it to anyone.
+
+        One job lists the volumes; it runs only at a first start, or when the
+        node was to create a volume that needs permissions.
+        """
+        names = self.volume_names()
+        perms = {names[s.key]: s for s in self.volume_specs if s.permissions() is not None}
+        if not self.volume_node() or not (first_start or self._missing & perms.keys()):
+            return
+        if not self._node_name:
+            self._node_name = S.node_name(await self.docker("inspect_node", self.node_id))
+        wanted = self.volumes_to_check()
+        found = await self._node_volumes(wanted)
+        mine = {
+            name
+            for name, vol in found.items()
+            if (vol.get("Labels") or {}).get(LABEL_CREATED_BY) == self._start_token
+        }
+        if first_start:
+            for name in found.keys() - mine:
+                why = self.volume_refusal(name, found[name].get("Labels"), wanted[name])
+                if why:
+                    await self.remove_object()
+                    self._refuse_mounted_volume(why, name)
+        for name in sorted(mine & perms.keys()):
+            spec = perms[name]
+            try:
+                await self._set_volume_permissions(
+                    spec, name, *spec.permissions(), engine=self.volume_engine()
+                )
+            except StorageError:
+                await self.remove_object()
+                raise
+
+    def _refuse_mounted_volume(self, why: str, name: str) -> None:
+        node = self._node_name or self.node_id
+        self.log.error("Refused volume for %s on node %s: %s", self._log_name, node, why)
+        audit(self._requester(), "mount-volume", self._log_name, "refused", volume=name, reason=why)
+        raise NotOwnedError(
+            f"Cannot start: on node {node}, {why}. The server was stopped before anyone "
+            "could reach it. " + ownership.ADMIN_HINT.format(name=name)
+        )
 
     def _refuse_node(self, problem: str) -> None:
         message = (
@@ -260,7 +326,9 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         out = {}
         for spec in self.volume_specs:
             opts, _secrets = await self._resolved_opts(spec)
-            out[names[spec.key]] = S.volume_options(self.labels_for(spec), spec.driver, opts)
+            # this start's token: settle_volumes tells the volumes the node made now
+            labels = {**self.labels_for(spec), LABEL_CREATED_BY: self._start_token}
+            out[names[spec.key]] = S.volume_options(labels, spec.driver, opts)
         return out
 
     # -- GPUs: generic resources, not device requests -------------------------------
@@ -309,6 +377,8 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         kwargs = await self.container_create_kwargs()
         constraints = await self.node_constraints()
         await self.check_node_volumes()
+        self._first_start = not self.volume_node()
+        self._start_token = secrets.token_hex(8)
         try:
             spec = S.service_create_kwargs(
                 kwargs,
@@ -327,6 +397,8 @@ class ExtSwarmSpawner(ExtDockerSpawner):
             raise SpawnRefused(str(e), reason="swarm-unsupported") from e
         self.log.debug("Creating service %s: %s", self.object_name, spec)
         return await self.docker("create_service", **spec)
+
+    _first_start = False
 
     async def tasks(self) -> list[dict]:
         return await self.docker("tasks", filters={"service": self.object_name})
@@ -348,6 +420,7 @@ class ExtSwarmSpawner(ExtDockerSpawner):
                 state, err = S.task_state(task)
                 if state == "running":
                     self.node_id = task.get("NodeID") or self.node_id
+                    await self.settle_volumes(self._first_start)
                     return
                 if state in S.FINAL:
                     raise RuntimeError(f"service {self.object_name}: task {state}: {err}")
