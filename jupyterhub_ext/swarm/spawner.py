@@ -13,7 +13,10 @@ is Swarm's own:
   pinned.
 - **Volumes are created by the node** that runs the task, from the service
   mount's ``VolumeOptions`` (our owner labels, the entry's driver and
-  options), not by the hub through the manager.
+  options), not by the hub through the manager. Existing ones are checked
+  against their owner labels on that node (a job there: before the service
+  is created when the node is known, right after placement at a first
+  start); those the node just made get the entry's owner/group/mode there.
 - **GPUs** are generic resources (``NVIDIA-GPU``) nodes advertise; a GPU
   server reserves them and the scheduler hands it free ones. None free
   anywhere: the spawn fails with a message instead of a task pending forever.
@@ -79,10 +82,12 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         "/var/run/docker.sock",
         config=True,
         help="""Path of the Docker socket on each node (``{node}``: the node's
-        hostname). Volume reset and rename of data on a worker node run as
-        one-off jobs on that node that use its socket
-        (:mod:`jupyterhub_ext.engine.nodejob`); the ``docker-sock`` group
-        grant mounts it too.""",
+        hostname). The Docker calls the hub makes on a node run as one-off
+        jobs there that use its socket (:mod:`jupyterhub_ext.engine.nodejob`):
+        the ownership check of a pinned server's volumes before each start,
+        owner/group/mode of volumes the node creates, reset, rename, move,
+        and the usage scan's volume sizes. The ``docker-sock`` group grant
+        mounts it too.""",
     )
     swarm_gpu_resource = Unicode(
         S.DEFAULT_GPU_RESOURCE,
