@@ -73,6 +73,9 @@ c.ExtDockerSpawner.ready_poll_interval = 0.1
 # there, about 0.5 s), and get the entries' owner/group/mode when the node
 # creates them. The node's Docker socket the jobs mount:
 # c.ExtSwarmSpawner.swarm_node_socket = "/var/run/docker.sock"
+# An admin's move of a user's volumes to another node (POST .../move-volumes)
+# must copy and verify within this many seconds, else 504 and the originals kept:
+# c.ExtSwarmSpawner.swarm_move_timeout = 3600
 # GPUs are the generic resource nodes advertise in daemon.json
 # (node-generic-resources):
 # c.ExtSwarmSpawner.swarm_gpu_resource = "NVIDIA-GPU"

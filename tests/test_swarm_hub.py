@@ -691,3 +691,36 @@ c.ExtSwarmSpawner.volume_set = {
         "(owner id 999, name 'nobody recorded'), not to 'pia'. The server was stopped"
     ) in log, log[-3000:]
     assert not manager.services(filters={"name": service_name(hub, "pia")})
+
+
+def test_a_move_past_its_deadline_keeps_the_originals(make_hub, swarm_bed, manager):
+    hub = make_hub(swarm_config(swarm_bed, "c.ExtSwarmSpawner.swarm_move_timeout = 3"))
+    p = hub.prefix
+    hub.create_user("tim")
+    hub.spawn("tim")
+    source = swarm_bed.by_id(task_node(manager, service_name(hub, "tim")))
+    target = next(n for n in swarm_bed.nodes if n.node_id != source.node_id)
+    token = hub.token_for("tim")
+    put_file(hub, "tim", token, "stay.txt", "still here")
+    hub.stop_server("tim")
+
+    t0 = time.monotonic()
+    r = hub.api("POST", "/users/tim/move-volumes", json={"node": target.name}, timeout=120)
+    took = time.monotonic() - t0
+    assert r.status_code == 504, r.text
+    assert "did not finish within 3 s (c.ExtSwarmSpawner.swarm_move_timeout)" in r.json()["message"]
+    assert f"originals kept on {source.name}" in r.json()["message"]
+    assert took < 30, took  # the deadline, then the clean-up, not the whole copy
+    print(f"move refused after {took:.1f}s")
+    # no copy left on the target; the original where it was; the next start goes there
+    with docker.APIClient(base_url=target.host, version="auto") as api:
+        with pytest.raises(docker.errors.NotFound):
+            api.inspect_volume(f"{p}-tim-home")
+    # the copy's helpers are gone, on both nodes
+    for node in (source, target):
+        with docker.APIClient(base_url=node.host, version="auto") as api:
+            left = api.containers(all=True, filters={"name": f"{p}-move-"})
+            assert not left, left
+    hub.spawn("tim")
+    assert task_node(manager, service_name(hub, "tim")) == source.node_id
+    assert get_file(hub, "tim", token, "stay.txt") == "still here"

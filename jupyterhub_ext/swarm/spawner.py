@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from traitlets import Unicode, default
+from traitlets import Float, Unicode, default
 
 from jupyterhub_ext.audit import audit
 from jupyterhub_ext.engine import calls, ownership
@@ -88,6 +88,19 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         owner/group/mode of volumes the node creates, reset, rename, move,
         and the usage scan's volume sizes. The ``docker-sock`` group grant
         mounts it too.""",
+    )
+    swarm_move_timeout = Float(
+        3600.0,
+        min=0.0,
+        config=True,
+        help="""Seconds an admin's move of a user's volumes to another node
+        (``POST /hub/api/users/{name}/move-volumes``) may take to copy and
+        verify them. Past it the move fails (504, with a message), the copies
+        on the target node are removed and the originals kept where they were;
+        the user's next start goes to the old node. The request waits for the
+        whole move: allow for the size of your users' volumes (a copy crosses
+        the nodes' network, then both trees are read to verify it). 0: no
+        limit.""",
     )
     swarm_gpu_resource = Unicode(
         S.DEFAULT_GPU_RESOURCE,
