@@ -691,6 +691,13 @@ c.ExtSwarmSpawner.volume_set = {
         "(owner id 999, name 'nobody recorded'), not to 'pia'. The server was stopped"
     ) in log, log[-3000:]
     assert not manager.services(filters={"name": service_name(hub, "pia")})
+    # none of her data is on node3: her next start is placed anew (node3 kept out)
+    set_availability(manager, node3.node_id, "pause")
+    try:
+        hub.spawn("pia")
+    finally:
+        set_availability(manager, node3.node_id, "active")
+    assert task_node(manager, service_name(hub, "pia")) != node3.node_id
 
 
 def test_a_move_past_its_deadline_keeps_the_originals(make_hub, swarm_bed, manager):

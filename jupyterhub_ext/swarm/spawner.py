@@ -218,8 +218,9 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         their own. One job on the node lists all the set's volumes at once
         (the name filter matches parts of names: exact names are kept here)
         and each is checked by the one ownership rule, as on one host. Called
-        after the node is known to be up, before the service is created. Not
-        needed at the first start (nothing pinned): there is no node to ask.
+        after the node is known to be up, before the service is created. At
+        the first start there is no node to ask yet: :meth:`settle_volumes`
+        checks on the node Swarm picked.
         """
         self._missing: set[str] = set()
         if not self.volume_node():
@@ -285,7 +286,10 @@ class ExtSwarmSpawner(ExtDockerSpawner):
                 why = self.volume_refusal(name, found[name].get("Labels"), wanted[name])
                 if why:
                     await self.remove_object()
-                    self._refuse_mounted_volume(why, name)
+                    # none of this user's data is there: the next start is placed anew
+                    node = self._node_name or self.node_id
+                    self.node_id = self._node_name = ""
+                    self._refuse_mounted_volume(why, name, node)
         for name in sorted(mine & perms.keys()):
             spec = perms[name]
             try:
@@ -296,8 +300,7 @@ class ExtSwarmSpawner(ExtDockerSpawner):
                 await self.remove_object()
                 raise
 
-    def _refuse_mounted_volume(self, why: str, name: str) -> None:
-        node = self._node_name or self.node_id
+    def _refuse_mounted_volume(self, why: str, name: str, node: str) -> None:
         self.log.error("Refused volume for %s on node %s: %s", self._log_name, node, why)
         audit(self._requester(), "mount-volume", self._log_name, "refused", volume=name, reason=why)
         raise NotOwnedError(
