@@ -731,3 +731,35 @@ def test_a_move_past_its_deadline_keeps_the_originals(make_hub, swarm_bed, manag
     hub.spawn("tim")
     assert task_node(manager, service_name(hub, "tim")) == source.node_id
     assert get_file(hub, "tim", token, "stay.txt") == "still here"
+
+
+def test_node_engine_carries_large_answers_and_reaps_its_job_containers(
+    swarm_bed, manager, monkeypatch
+):
+    from jupyterhub_ext.engine import nodejob
+
+    node3 = swarm_bed.node("node3")
+    prefix = f"jhxtest-nodeengine-{int(time.time())}"
+    engine = nodejob.NodeEngine(
+        manager,
+        node3.node_id,
+        image=swarm_bed.image,
+        socket_path="/run/jhx-swarm/{node}/docker.sock",
+        name_prefix=prefix,
+    )
+    big = "x" * 300_000  # far past the 16 KiB at which Docker splits a log line
+    with docker.APIClient(base_url=node3.host, version="auto") as api:
+        api.create_volume(f"{prefix}-big", labels={"big": big})
+        try:
+            assert engine.inspect_volume(f"{prefix}-big")["Labels"]["big"] == big
+            sizes = engine.df()
+            assert set(sizes) == {"Volumes"}
+            assert f"{prefix}-big" in {v["Name"] for v in sizes["Volumes"]}
+            # each job removes the exited containers earlier jobs left on the node
+            monkeypatch.setattr(nodejob, "REAP_AFTER_SECONDS", 0)
+            for _ in range(3):
+                engine.inspect_volume(f"{prefix}-big")
+            left = api.containers(all=True, filters={"name": prefix, "status": "exited"})
+            assert len(left) <= 1, [c["Names"] for c in left]
+        finally:
+            api.remove_volume(f"{prefix}-big")
