@@ -68,8 +68,16 @@ c.ExtDockerSpawner.ready_poll_interval = 0.1
 # network, reached at the node's address).
 # c.ExtSwarmSpawner.swarm_network = "jupyterhub-swarm"
 # Servers with plain local volumes always start on the node that has them
-# (refused, naming the node, while it is down or drained). GPUs are the
-# generic resource nodes advertise in daemon.json (node-generic-resources):
+# (refused, naming the node, while it is down or drained). Their volumes are
+# checked on that node against their owner labels before each start (one job
+# there, about 0.5 s), and get the entries' owner/group/mode when the node
+# creates them. The node's Docker socket the jobs mount:
+# c.ExtSwarmSpawner.swarm_node_socket = "/var/run/docker.sock"
+# An admin's move of a user's volumes to another node (POST .../move-volumes)
+# must copy and verify within this many seconds, else 504 and the originals kept:
+# c.ExtSwarmSpawner.swarm_move_timeout = 3600
+# GPUs are the generic resource nodes advertise in daemon.json
+# (node-generic-resources):
 # c.ExtSwarmSpawner.swarm_gpu_resource = "NVIDIA-GPU"
 # c.ExtSwarmSpawner.gpu_count = 1  # a number: "all" stops the hub on Swarm
 # Services cannot be privileged: a docker-privileged group stops the hub.
@@ -244,6 +252,7 @@ c.ExtDockerSpawner.docker_sock_container_path = "/var/run/docker.sock"
 # The numbers come from one periodic background scan, never per request:
 # c.UsageConfig.scan_interval = 15  # seconds between server scans
 # c.UsageConfig.volume_scan_interval = 300  # seconds between volume-size scans
+# (on Swarm each scan also runs one `docker system df` job per node with volumes)
 # c.UsageConfig.max_concurrent_calls = 8  # the scan's own threads
 # c.UsageConfig.call_timeout = 10
 # c.UsageConfig.large_volume_bytes = 1024**3  # "stopped users holding disk"

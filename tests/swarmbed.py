@@ -79,6 +79,8 @@ c.JupyterHub.hub_connect_ip = "{self.bridge_addr}"
 c.DockerSpawner.client_kwargs = {{"base_url": "{self.manager}"}}
 c.DockerSpawner.network_name = "host"
 c.ExtSwarmSpawner.gpu_mode = "off"
+# the bed's engines keep their sockets side by side on this machine
+c.ExtSwarmSpawner.swarm_node_socket = "/run/jhx-swarm/{{node}}/docker.sock"
 {extra}
 """
 

@@ -452,3 +452,314 @@ def test_a_stopped_node_refuses_its_users_at_once(make_hub, swarm_bed, manager):
     # back: ann starts on node3 again
     hub.spawn("ann")
     assert task_node(manager, service_name(hub, "ann")) == node3.node_id
+
+
+def start_on_a_worker(hub, swarm_bed, manager, user: str):
+    """Start ``user``'s first server on a worker (the manager takes no task meanwhile)."""
+    manager_id = swarm_bed.node("node1").node_id
+    hub.create_user(user)
+    set_availability(manager, manager_id, "pause")
+    try:
+        hub.spawn(user)
+    finally:
+        set_availability(manager, manager_id, "active")
+    node = swarm_bed.by_id(task_node(manager, service_name(hub, user)))
+    assert node.name != "node1"
+    return node
+
+
+def refused_start(hub, user: str) -> None:
+    r = hub.api("POST", f"/users/{user}/server")
+    if r.status_code in (201, 202):
+        with pytest.raises(HubError):
+            hub.wait_ready(user, timeout=60)
+    assert hub.server(user) is None
+
+
+def test_a_planted_volume_on_the_pinned_node_is_refused_at_start(make_hub, swarm_bed, manager):
+    """An attacker with a Docker socket on the victim's node plants a volume of her name."""
+    hub = make_hub(swarm_config(swarm_bed))
+    p = hub.prefix
+    node = start_on_a_worker(hub, swarm_bed, manager, "vic")
+    token = hub.token_for("vic")
+    put_file(hub, "vic", token, "secret.txt", "mine")
+    hub.stop_server("vic")
+    # the victim resets her home: the name is free on the node, the node stays hers
+    r = requests.delete(
+        f"{hub.url}/hub/api/users/vic/manage-volumes",
+        headers={"Authorization": f"token {token}"},
+        json={"volumes": ["home"]},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    name = f"{p}-vic-home"
+    worker = docker.APIClient(base_url=node.host, version="auto")
+    try:
+        for labels, why in (
+            (
+                {
+                    "jupyterhub-ext.managed": "true",
+                    "jupyterhub-ext.owner-id": "999",
+                    "jupyterhub-ext.owner-name": "mallory",
+                    "jupyterhub-ext.volume-key": "home",
+                },
+                "belongs to another user (owner id 999, name 'mallory'), not to 'vic'",
+            ),
+            ({}, "exists without owner labels"),
+        ):
+            worker.create_volume(name, labels=labels)
+            refused_start(hub, "vic")
+            log = hub.log_text()
+            assert f"Cannot start: on node {node.name}, volume {name} {why}" in log, log[-3000:]
+            assert "Nothing was mounted" in log
+            # nothing was created: no service, no container mounting it, volume as planted
+            assert not manager.services(filters={"name": service_name(hub, "vic")})
+            assert not worker.containers(all=True, filters={"volume": name})
+            assert (worker.inspect_volume(name)["Labels"] or {}) == labels
+            worker.remove_volume(name)
+        # the name free again: the normal start works, on her node, with our labels
+        hub.spawn("vic")
+        assert task_node(manager, service_name(hub, "vic")) == node.node_id
+        assert worker.inspect_volume(name)["Labels"]["jupyterhub-ext.owner-name"] == "vic"
+        # and a restart with her own volume in place passes the check
+        hub.stop_server("vic")
+        hub.spawn("vic")
+        assert task_node(manager, service_name(hub, "vic")) == node.node_id
+        checks = [
+            line for line in hub.log_text().splitlines() if "Checked 1 volume(s) of vic" in line
+        ]
+        assert len(checks) >= 2, checks
+        print("ownership check on the node:", [line.rsplit(" in ", 1)[-1] for line in checks])
+    finally:
+        worker.close()
+
+
+def run_in_task(node, api_manager: docker.APIClient, service: str, script: str) -> None:
+    task = next(
+        t
+        for t in api_manager.tasks(filters={"service": service})
+        if t["Status"]["State"] == "running"
+    )
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        ex = api.exec_create(task["Status"]["ContainerStatus"]["ContainerID"], ["sh", "-c", script])
+        out = api.exec_start(ex["Id"])
+        assert api.exec_inspect(ex["Id"])["ExitCode"] == 0, out
+
+
+def test_volume_sizes_and_quotas_are_measured_on_the_worker(make_hub, swarm_bed, manager):
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            """
+c.UsageConfig.scan_interval = 2
+c.UsageConfig.volume_scan_interval = 10
+c.ExtSwarmSpawner.volume_set = {
+    "home": {
+        "name": "%PREFIX%-{username}-home",
+        "mount": "/home/jovyan",
+        "hard_limit": "20MB",
+        "on_hard_limit": "refuse",
+    },
+}
+""",
+        ),
+        start=False,
+    )
+    hub.config_file.write_text(hub.config_file.read_text().replace("%PREFIX%", hub.prefix))
+    hub.start()
+    node = start_on_a_worker(hub, swarm_bed, manager, "quin")
+    token = hub.token_for("quin")
+    run_in_task(
+        node, manager, service_name(hub, "quin"), "head -c 30000000 /dev/zero > ~/big.bin && sync"
+    )
+
+    def quota() -> dict:
+        r = requests.get(
+            f"{hub.url}/hub/api/users/quin/manage-volumes",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()["quota"]["home"]
+
+    deadline = time.monotonic() + 90
+    while quota()["state"] != "hard":
+        assert time.monotonic() < deadline, (quota(), hub.log_tail(40))
+        time.sleep(1)
+    assert quota()["size"] >= 30_000_000 and quota()["refuses_start"]
+    # the servers page's API shows the size measured on the worker
+    hub.create_user("admin")
+    r = requests.get(
+        f"{hub.url}/hub/api/usage/servers",
+        headers={"Authorization": f"token {hub.token_for('admin')}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    rows = r.json()["servers"]
+    row = next(r for r in rows if r["user"] == "quin")
+    assert row["volumes"]["home"] >= 30_000_000, row
+    # the manager's engine does not hold that volume: the size came from the node
+    with pytest.raises(docker.errors.NotFound):
+        manager.inspect_volume(f"{hub.prefix}-quin-home")
+    # over the hard limit with refuse: the next start is refused, on Swarm too
+    hub.stop_server("quin")
+    refused_start(hub, "quin")
+    assert "your server cannot start until it is smaller" in hub.log_text()
+    assert not manager.services(filters={"name": service_name(hub, "quin")})
+
+
+def volume_root(node, image: str, volume: str) -> str:
+    """``uid:gid mode`` of a volume's root directory, read on its node."""
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        api.inspect_volume(volume)  # never let the mount create it
+        c = api.create_container(
+            image,
+            entrypoint=["stat", "-c", "%u:%g %a", "/v"],
+            user="0:0",
+            host_config=api.create_host_config(network_mode="none", binds={volume: "/v"}),
+        )
+        try:
+            api.start(c["Id"])
+            assert api.wait(c["Id"], timeout=60)["StatusCode"] == 0
+            return api.logs(c["Id"], stdout=True, stderr=False).decode().strip()
+        finally:
+            api.remove_container(c["Id"], force=True)
+
+
+def test_volume_permissions_and_first_start_ownership_on_the_node(make_hub, swarm_bed, manager):
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            """
+c.ExtSwarmSpawner.volume_set = {
+    "home": {"name": "%PREFIX%-{username}-home", "mount": "/home/jovyan"},
+    "team": {"name": "%PREFIX%-team", "mount": "/srv/team", "scope": "shared"},
+    "scratch": {
+        "name": "%PREFIX%-{username}-scratch", "mount": "/srv/scratch", "mode": 0o700,
+    },
+}
+""",
+        ),
+        start=False,
+    )
+    hub.config_file.write_text(hub.config_file.read_text().replace("%PREFIX%", hub.prefix))
+    hub.start()
+    p = hub.prefix
+    # the first start, on a worker: the node creates the volumes, the hub then
+    # gives them the entry's owner, group and mode there
+    node = start_on_a_worker(hub, swarm_bed, manager, "sia")
+    assert volume_root(node, swarm_bed.image, f"{p}-team") == "1000:100 2775"
+    assert volume_root(node, swarm_bed.image, f"{p}-sia-scratch").endswith(" 700")
+    run_in_task(node, manager, service_name(hub, "sia"), "touch /srv/team/from-sia")
+    # a restart with the volumes in place: checked, not changed
+    hub.stop_server("sia")
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        # the node makes it anew at the next start (once the old task's container is gone)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                api.remove_volume(f"{p}-sia-scratch")
+                break
+            except docker.errors.APIError as e:
+                assert e.status_code == 409 and time.monotonic() < deadline, e
+                time.sleep(0.5)
+    hub.spawn("sia")
+    assert task_node(manager, service_name(hub, "sia")) == node.node_id
+    assert volume_root(node, swarm_bed.image, f"{p}-sia-scratch").endswith(" 700")
+    assert volume_root(node, swarm_bed.image, f"{p}-team") == "1000:100 2775"
+
+    # the first start of another user, on a node where an attacker planted a
+    # volume of her name: refused once placed, the service gone
+    node3 = swarm_bed.node("node3")
+    with docker.APIClient(base_url=node3.host, version="auto") as api:
+        api.create_volume(
+            f"{p}-pia-home",
+            labels={"jupyterhub-ext.managed": "true", "jupyterhub-ext.owner-id": "999"},
+        )
+    hub.create_user("pia")
+    others = [n for n in swarm_bed.nodes if n.name != "node3"]
+    for n in others:
+        set_availability(manager, n.node_id, "pause")
+    try:
+        refused_start(hub, "pia")
+    finally:
+        for n in others:
+            set_availability(manager, n.node_id, "active")
+    log = hub.log_text()
+    assert (
+        f"Cannot start: on node node3, volume {p}-pia-home belongs to another user "
+        "(owner id 999, name 'nobody recorded'), not to 'pia'. The server was stopped"
+    ) in log, log[-3000:]
+    assert not manager.services(filters={"name": service_name(hub, "pia")})
+    # none of her data is on node3: her next start is placed anew (node3 kept out)
+    set_availability(manager, node3.node_id, "pause")
+    try:
+        hub.spawn("pia")
+    finally:
+        set_availability(manager, node3.node_id, "active")
+    assert task_node(manager, service_name(hub, "pia")) != node3.node_id
+
+
+def test_a_move_past_its_deadline_keeps_the_originals(make_hub, swarm_bed, manager):
+    hub = make_hub(swarm_config(swarm_bed, "c.ExtSwarmSpawner.swarm_move_timeout = 3"))
+    p = hub.prefix
+    hub.create_user("tim")
+    hub.spawn("tim")
+    source = swarm_bed.by_id(task_node(manager, service_name(hub, "tim")))
+    target = next(n for n in swarm_bed.nodes if n.node_id != source.node_id)
+    token = hub.token_for("tim")
+    put_file(hub, "tim", token, "stay.txt", "still here")
+    hub.stop_server("tim")
+
+    t0 = time.monotonic()
+    r = hub.api("POST", "/users/tim/move-volumes", json={"node": target.name}, timeout=120)
+    took = time.monotonic() - t0
+    assert r.status_code == 504, r.text
+    assert "did not finish within 3 s (c.ExtSwarmSpawner.swarm_move_timeout)" in r.json()["message"]
+    assert f"originals kept on {source.name}" in r.json()["message"]
+    assert took < 30, took  # the deadline, then the clean-up, not the whole copy
+    print(f"move refused after {took:.1f}s")
+    # no copy left on the target; the original where it was; the next start goes there
+    with docker.APIClient(base_url=target.host, version="auto") as api:
+        with pytest.raises(docker.errors.NotFound):
+            api.inspect_volume(f"{p}-tim-home")
+    # the copy's helpers are gone, on both nodes
+    for node in (source, target):
+        with docker.APIClient(base_url=node.host, version="auto") as api:
+            left = api.containers(all=True, filters={"name": f"{p}-move-"})
+            assert not left, left
+    hub.spawn("tim")
+    assert task_node(manager, service_name(hub, "tim")) == source.node_id
+    assert get_file(hub, "tim", token, "stay.txt") == "still here"
+
+
+def test_node_engine_carries_large_answers_and_reaps_its_job_containers(
+    swarm_bed, manager, monkeypatch
+):
+    from jupyterhub_ext.engine import nodejob
+
+    node3 = swarm_bed.node("node3")
+    prefix = f"jhxtest-nodeengine-{int(time.time())}"
+    engine = nodejob.NodeEngine(
+        manager,
+        node3.node_id,
+        image=swarm_bed.image,
+        socket_path="/run/jhx-swarm/{node}/docker.sock",
+        name_prefix=prefix,
+    )
+    big = "x" * 300_000  # far past the 16 KiB at which Docker splits a log line
+    with docker.APIClient(base_url=node3.host, version="auto") as api:
+        api.create_volume(f"{prefix}-big", labels={"big": big})
+        try:
+            assert engine.inspect_volume(f"{prefix}-big")["Labels"]["big"] == big
+            sizes = engine.df()
+            assert set(sizes) == {"Volumes"}
+            assert f"{prefix}-big" in {v["Name"] for v in sizes["Volumes"]}
+            # each job removes the exited containers earlier jobs left on the node
+            monkeypatch.setattr(nodejob, "REAP_AFTER_SECONDS", 0)
+            for _ in range(3):
+                engine.inspect_volume(f"{prefix}-big")
+            left = api.containers(all=True, filters={"name": prefix, "status": "exited"})
+            assert len(left) <= 1, [c["Names"] for c in left]
+        finally:
+            api.remove_volume(f"{prefix}-big")

@@ -221,3 +221,24 @@ def test_swarm_volume_options_resolve_secrets_and_carry_owner_labels(monkeypatch
     assert sp.pinned()
     # defaults that differ from ExtDockerSpawner on Swarm
     assert sp.docker_privileged_group == "" and sp.gpu_count == 1 and sp.remove is True
+
+
+def test_node_job_results_are_reassembled_from_their_parts():
+    import base64
+    import struct
+
+    from jupyterhub_ext.engine import nodejob
+
+    body = base64.b64encode(b'{"answer": 42}').decode()
+    lines = [f"JHEXT-RESULT 200 1 2 {body[8:]}\n", f"noise\nJHEXT-RESULT 200 0 2 {body[:8]}\n"]
+    # as service_logs sends them: multiplexed frames, a line cut across two frames
+    raw = b"".join(
+        struct.pack(">BxxxI", 1, len(p)) + p
+        for p in (lines[1][:20].encode(), (lines[1][20:] + lines[0]).encode())
+    )
+    assert nodejob.parse_result(raw) == (200, b'{"answer": 42}')
+    assert nodejob.parse_result(b"JHEXT-RESULT 404 0 1 \n") == (404, b"")
+    with pytest.raises(ValueError, match="incomplete"):
+        nodejob.parse_result(lines[0].encode())
+    with pytest.raises(ValueError, match="no result"):
+        nodejob.parse_result(b"Traceback ...\n")

@@ -77,6 +77,23 @@ def test_volume_sizes_count_only_the_users_own_volume():
     assert usage.user_volume_bytes(sizes, expected) == {"alice": {"home": 5000}}
 
 
+def test_volumes_on_other_swarm_nodes_are_taken_from_their_node():
+    mine = {"jupyterhub-ext.managed": "true", "jupyterhub-ext.owner-id": "1"}
+    hub_engine = {
+        "jh-alice-home": (5, mine),  # a stale namesake on the manager: not alice's volume
+        "jh-bob-home": (7, {}),
+    }
+    where = {"jh-alice-home": "node2", "jh-carol-home": "node3"}
+    by_node = {"node2": {"jh-alice-home": (9000, mine), "jh-other": (1, {})}, "node3": {}}
+    merged = usage.merge_node_sizes(hub_engine, where, by_node)
+    # alice's size from her node; carol's node has no such volume: no size at all;
+    # volumes not placed elsewhere keep the hub engine's measurement; the node's
+    # other volumes are not added
+    assert merged == {"jh-alice-home": (9000, mine), "jh-bob-home": (7, {})}
+    # a node that was not measured: its volumes have no size (never the manager's)
+    assert usage.merge_node_sizes(hub_engine, where, {}) == {"jh-bob-home": (7, {})}
+
+
 def test_snapshot_totals_and_stopped_users_holding_disk():
     snap = Snapshot(
         servers=[

@@ -28,3 +28,5 @@ LABEL_GRANTS = LABEL_PREFIX + "grants"
 LABEL_HELPER = LABEL_PREFIX + "helper"
 LABEL_RENAME_JOB = LABEL_PREFIX + "rename-job"
 LABEL_GPU_PROBE = LABEL_PREFIX + "gpu-probe"
+# on a volume a Swarm node creates from a service mount: the start that made it
+LABEL_CREATED_BY = LABEL_PREFIX + "created-by-start"

@@ -6,8 +6,11 @@ offers the docker-py ``APIClient`` methods that volume reset and rename use
 (``inspect_volume``, ``remove_volume``, ``containers``, ``create_container``,
 ``wait``, ...) and runs each one as a ``replicated-job`` pinned to the node:
 the job mounts that node's Docker socket, makes the one API call with a few
-lines of standard-library Python, and prints the answer, which the hub reads
-from the job's logs; the job is removed afterwards. The feature code (the
+lines of standard-library Python, and prints the answer in lines short enough
+for Docker's log (``CHUNK``), which the hub reads from the job's logs and
+reassembles; the job is removed afterwards. Its exited task container stays
+on the node (Docker 20.10 keeps it after the service is removed): each job
+first removes those of earlier jobs (``REAP_AFTER_SECONDS`` old). The feature code (the
 ownership rule, reset, copy and verify) runs unchanged against it.
 
 Each call costs about 0.6 s (a task start). Like every docker-py call, the
@@ -35,22 +38,48 @@ RESULT_MARK = "JHEXT-RESULT "
 POLL_SECONDS = 0.05
 DEFAULT_TIMEOUT = 120.0
 
-# Runs inside the job: one HTTP request on the node's Docker socket.
+# a result line stays well under the 16 KiB at which Docker splits log lines
+CHUNK = 8000
+# exited node-call containers older than this are removed by the next job on the
+# node (a job's task container outlives its removed service); younger ones may
+# still have their logs read by the hub
+REAP_AFTER_SECONDS = 120
+
+# Runs inside the job: one HTTP request on the node's Docker socket. It first
+# removes the containers earlier jobs left; "select": "volumes" keeps of a
+# /system/df answer only what the usage scan reads (the full one is large).
 _SCRIPT = r"""
-import base64, http.client, json, socket, sys
+import base64, http.client, json, socket, sys, time, urllib.parse
 req = json.loads(sys.argv[1])
 class Unix(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect("/var/run/docker.sock")
-conn = Unix("localhost", timeout=None)
-body = None if req.get("body") is None else json.dumps(req["body"]).encode()
-headers = {"Content-Type": "application/json"} if body is not None else {}
-conn.request(req["method"], req["path"], body=body, headers=headers)
-resp = conn.getresponse()
-data = resp.read()
-answer = {"status": resp.status, "body": base64.b64encode(data).decode()}
-print("JHEXT-RESULT " + json.dumps(answer))
+def call(method, path, body=None):
+    conn = Unix("localhost", timeout=None)
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    conn.request(method, path, body=data, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+try:
+    f = json.dumps({"label": [req["reap_label"]], "status": ["exited"]})
+    st, old = call("GET", "/containers/json?all=1&filters=" + urllib.parse.quote(f))
+    for c in json.loads(old) if st == 200 else []:
+        if c.get("Created", 0) < time.time() - req["reap_after"]:
+            call("DELETE", "/containers/" + c["Id"])
+except Exception as e:
+    print("reaping failed: " + str(e), file=sys.stderr)
+status, data = call(req["method"], req["path"], req.get("body"))
+if req.get("select") == "volumes" and status == 200:
+    vols = json.loads(data).get("Volumes") or []
+    keep = [{k: v.get(k) for k in ("Name", "Labels", "UsageData")} for v in vols]
+    data = json.dumps({"Volumes": keep}).encode()
+out = base64.b64encode(data).decode()
+n = req["chunk"]
+parts = [out[i:i + n] for i in range(0, len(out), n)] or [""]
+for i, part in enumerate(parts):
+    print("JHEXT-RESULT", status, i, len(parts), part, flush=True)
 """
 
 
@@ -65,13 +94,23 @@ def demux(stream: bytes) -> bytes:
 
 
 def parse_result(logs: bytes) -> tuple[int, bytes]:
-    """(HTTP status, body) from a job's output; ValueError when there is none."""
-    for line in reversed(logs.decode(errors="replace").splitlines()):
+    """(HTTP status, body) from a job's output (``status index count chunk`` lines);
+    ValueError when it is missing or incomplete."""
+    status, count, chunks = None, None, {}
+    for line in demux(logs).decode(errors="replace").splitlines():
         at = line.find(RESULT_MARK)
-        if at >= 0:
-            found = json.loads(line[at + len(RESULT_MARK) :])
-            return int(found["status"]), base64.b64decode(found["body"])
-    raise ValueError("no result in the job's output")
+        if at < 0:
+            continue
+        fields = line[at + len(RESULT_MARK) :].split(" ", 3)
+        if len(fields) < 3:
+            continue
+        status, index, count = int(fields[0]), int(fields[1]), int(fields[2])
+        chunks[index] = fields[3].strip() if len(fields) > 3 else ""
+    if count is None or status is None:
+        raise ValueError("no result in the job's output")
+    if len(chunks) != count or set(chunks) != set(range(count)):
+        raise ValueError(f"the job's output is incomplete ({len(chunks)} of {count} parts)")
+    return status, base64.b64decode("".join(chunks[i] for i in range(count)))
 
 
 def _error(status: int, body: bytes, what: str) -> APIError:
@@ -117,10 +156,26 @@ class NodeEngine:
     # -- one call -----------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, body: Any = None, *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        select: str = "",
     ) -> tuple[int, bytes]:
         """Make one Docker API request on the node; (status, body)."""
-        req = json.dumps({"method": method, "path": path, "body": body})
+        req = json.dumps(
+            {
+                "method": method,
+                "path": path,
+                "body": body,
+                "select": select,
+                "chunk": CHUNK,
+                "reap_label": f"{LABEL_HELPER}=node-call",
+                "reap_after": REAP_AFTER_SECONDS,
+            }
+        )
         name = f"{self.name_prefix}-{secrets.token_hex(4)}"
         svc = self.manager.create_service(
             {
@@ -186,8 +241,10 @@ class NodeEngine:
             query = "?" + urlencode({"filters": json.dumps(wrapped)})
         return self._json("GET", f"/volumes{query}")
 
-    def df(self) -> dict:
-        return self._json("GET", "/system/df")
+    def df(self, timeout: float = DEFAULT_TIMEOUT) -> dict:
+        """``docker system df``, of which only ``Volumes`` (name, labels, size) comes back:
+        a node's full answer (every container and image) is too large for a job's log."""
+        return self._json("GET", "/system/df", timeout=timeout, select="volumes")
 
     def remove_volume(self, name: str, force: bool = False) -> None:
         self._json("DELETE", f"/volumes/{quote(name, safe='')}?force={str(force).lower()}")

@@ -108,6 +108,7 @@ REFUSAL_STATUS = {
     "not-found": 404,
     "conflict": 409,
     "failed": 500,
+    "timeout": 504,
 }
 
 

@@ -10,7 +10,9 @@ the originals), under the user's lock with the server stopped.
 Answers: 200 moved, ``{"from", "to", "volumes"}``; 400 a bad body, not a
 Swarm server, no such node or one that cannot take it; 409 the server runs or
 is busy, or something is in the way (a volume of that name on the target);
-500 a copy that failed or did not verify (the originals are kept).
+500 a copy that failed or did not verify, 504 one that did not finish within
+``c.ExtSwarmSpawner.swarm_move_timeout`` (the originals are kept, the copies
+removed).
 """
 
 from __future__ import annotations

@@ -242,20 +242,29 @@ class StorageMixin(HasTraits):
         raise QuotaExceeded(text)
 
     async def _set_volume_permissions(
-        self: ExtDockerSpawner, spec: VolumeSpec, name: str, owner: str, group: str, mode: int
+        self: ExtDockerSpawner,
+        spec: VolumeSpec,
+        name: str,
+        owner: str,
+        group: str,
+        mode: int,
+        engine: Any = None,
     ) -> None:
         """Owner/group/mode of a volume just created (volperms.py), or remove it and fail.
 
         Only at creation: a volume whose ownership could not be set is removed
-        (it is new and empty), so the next start tries again.
+        (it is new and empty), so the next start tries again. ``engine``: the
+        engine that holds the volume (a Swarm node, which has the image: the
+        server's task just ran it there); default the spawner's own.
         """
         try:
-            try:
-                await self.docker("inspect_image", self.image)
-            except ImageNotFound:
-                await self.pull_image(self.image)  # the helper runs the single-user image
+            if engine is None:
+                try:
+                    await self.docker("inspect_image", self.image)
+                except ImageNotFound:
+                    await self.pull_image(self.image)  # the helper runs the single-user image
             await volperms.apply(
-                await self.docker_client(),
+                engine if engine is not None else await self.docker_client(),
                 name,
                 image=self.image,
                 owner=owner,
@@ -265,7 +274,10 @@ class StorageMixin(HasTraits):
         except (volperms.PermissionsError, APIError) as e:
             self.log.error("Volume %s (%s): %s", name, spec.key, e)
             try:
-                await self.docker("remove_volume", name)
+                if engine is None:
+                    await self.docker("remove_volume", name)
+                else:
+                    await calls.call(engine, "remove_volume", name)
             except APIError:
                 pass  # in use by a server that raced us: it keeps the volume as it is
             raise StorageError(f"Could not prepare volume {name} ({spec.key}): {e}") from None

@@ -274,7 +274,10 @@ async def _remove_stopped_holders(
 
     holders = await run(client.containers, all=True, filters={"volume": name})
     for c in holders:
-        detail = await run(client.inspect_container, c["Id"])
+        try:
+            detail = await run(client.inspect_container, c["Id"])
+        except NotFound:
+            continue  # removed since the listing (an auto-removed or Swarm task container)
         if not any(m.get("Name") == name for m in detail.get("Mounts") or []):
             continue  # the filter also matches mount paths
         cname = detail.get("Name", "").lstrip("/") or c["Id"][:12]

@@ -16,7 +16,9 @@ caller holds the user's lock. Per volume of the set that lives on the node
    the original kept.
 
 Only when every volume is verified are the originals removed and the node in
-the spawner's state changed. Every Docker call goes through
+the spawner's state changed. Copy and verify run within
+``c.ExtSwarmSpawner.swarm_move_timeout``: past it the copies are removed and
+the originals kept, as after any failure. Every Docker call goes through
 :class:`jupyterhub_ext.engine.nodejob.NodeEngine` (a job on each node).
 """
 
@@ -25,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from jupyterhub_ext.engine import Mount, calls, ownership
-from jupyterhub_ext.engine.errors import NotFound
+from jupyterhub_ext.engine.errors import APIError, NotFound
 from jupyterhub_ext.engine.labels import LABEL_HELPER
 from jupyterhub_ext.engine.nodejob import NodeEngine
 from jupyterhub_ext.rename import treeverify
@@ -199,39 +202,80 @@ async def move_volumes(spawner: Any, target_node: str) -> MoveResult:
             "conflict",
         )
     src = spawner.volume_engine()
-    dst = NodeEngine(
-        manager,
-        target["ID"],
-        image=src.image,
-        socket_path=spawner.swarm_node_socket,
-        name_prefix=src.name_prefix,
-    )
-    names = spawner.volume_names()
-    moving = [(s, names[s.key]) for s in spawner.volume_specs if s.plain_local and s.per_user]
+    dst = spawner.node_engine(target["ID"])
     result = MoveResult(S.node_name(source), S.node_name(target))
-    created: list[str] = []
-    try:
-        for spec, volume in moving:
-            if await _move_one(spawner, src, dst, source, spec, volume):
-                created.append(volume)
-    except BaseException:
-        for volume in created:  # the originals are untouched: drop the partial copies
-            try:
-                await calls.call(dst, "remove_volume", volume)
-            except NotFound:
-                pass
-        raise
-    for volume in created:
+    moved = await _copy_all(spawner, src, dst, source, getattr(spawner, "swarm_move_timeout", 0))
+    # every copy verified: only now the originals go (outside the deadline, so
+    # a move never stops half-way through removing them)
+    for volume in moved:
         await calls.call(src, "remove_volume", volume)
-    result.volumes = created
+    result.volumes = moved
     spawner.node_id = target["ID"]
     return result
 
 
+async def _copy_all(
+    spawner: Any, src: NodeEngine, dst: NodeEngine, source: dict, limit: float
+) -> list[str]:
+    """Copy and verify every local volume of the set, within ``limit`` seconds (0:
+    none); on any failure or the deadline the copies are removed, the originals kept."""
+    names = spawner.volume_names()
+    moving = [(s, names[s.key]) for s in spawner.volume_specs if s.plain_local and s.per_user]
+    created: list[str] = []  # volumes made on the target, verified or not
+    moved: list[str] = []
+    try:
+        async with asyncio.timeout(limit or None) as within:
+            for _spec, volume in moving:
+                if await _move_one(spawner, src, dst, source, volume, created):
+                    moved.append(volume)
+    except BaseException as e:
+        for volume in created:  # the originals are untouched: drop the copies
+            await _drop_copy(src, dst, volume)
+        if isinstance(e, TimeoutError) and within.expired():
+            raise MoveError(
+                f"the move did not finish within {limit:g} s "
+                "(c.ExtSwarmSpawner.swarm_move_timeout): the copies on the target node "
+                f"were removed, the originals kept on {S.node_name(source)}",
+                "timeout",
+            ) from None
+        raise
+    return moved
+
+
+async def _drop_copy(src: NodeEngine, dst: NodeEngine, volume: str, patience: float = 20) -> None:
+    """Remove the copy of ``volume`` on the target, and the copy's helpers on both nodes.
+
+    A move cut off by its deadline may leave a helper container behind: one
+    whose create call was under way when the move was cancelled (the call
+    completes in its thread). It holds the volume, so the removal is retried
+    for a while, removing such helpers each time.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        for engine in (src, dst):
+            held = await calls.call(engine, "containers", all=True, filters={"volume": volume})
+            for c in held:
+                if (c.get("Labels") or {}).get(LABEL_HELPER, "").startswith("move-"):
+                    try:
+                        await calls.call(engine, "remove_container", c["Id"], force=True)
+                    except NotFound:
+                        pass
+        try:
+            await calls.call(dst, "remove_volume", volume, force=True)
+            return
+        except NotFound:
+            return
+        except APIError as e:
+            if e.status_code != 409 or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(1.0)
+
+
 async def _move_one(
-    spawner: Any, src: NodeEngine, dst: NodeEngine, source: dict, spec: Any, volume: str
+    spawner: Any, src: NodeEngine, dst: NodeEngine, source: dict, volume: str, created: list
 ) -> bool:
-    """Copy and verify one volume; False when it does not exist (nothing to move)."""
+    """Copy and verify one volume (its target name added to ``created`` before it is
+    made); False when it does not exist (nothing to move)."""
     info = await calls.volume_or_none(src, volume)
     if info is None:
         return False
@@ -246,6 +290,9 @@ async def _move_one(
         raise MoveError(why, "conflict")
     if await calls.volume_or_none(dst, volume) is not None:
         raise MoveError(f"a volume named {volume} already exists on the target node", "conflict")
+    # the name was free: from here on a volume of that name there is our copy
+    # (noted before the call, which a deadline may cut off after it has acted)
+    created.append(volume)
     await calls.call(
         dst,
         "create_volume",

@@ -13,7 +13,10 @@ is Swarm's own:
   pinned.
 - **Volumes are created by the node** that runs the task, from the service
   mount's ``VolumeOptions`` (our owner labels, the entry's driver and
-  options), not by the hub through the manager.
+  options), not by the hub through the manager. Existing ones are checked
+  against their owner labels on that node (a job there: before the service
+  is created when the node is known, right after placement at a first
+  start); those the node just made get the entry's owner/group/mode there.
 - **GPUs** are generic resources (``NVIDIA-GPU``) nodes advertise; a GPU
   server reserves them and the scheduler hands it free ones. None free
   anywhere: the spawn fails with a message instead of a task pending forever.
@@ -24,18 +27,22 @@ is Swarm's own:
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from traitlets import Unicode, default
+from traitlets import Float, Unicode, default
 
 from jupyterhub_ext.audit import audit
+from jupyterhub_ext.engine import calls, ownership
 from jupyterhub_ext.engine.errors import APIError, NotFound, explain
+from jupyterhub_ext.engine.labels import LABEL_CREATED_BY
 from jupyterhub_ext.engine.nodejob import NodeEngine
-from jupyterhub_ext.spawner import hooks
+from jupyterhub_ext.spawner import hooks, hostconfig
 from jupyterhub_ext.spawner.lifecycle import ExtDockerSpawner
 from jupyterhub_ext.spawner.refused import SpawnRefused
+from jupyterhub_ext.storage.mixin import NotOwnedError, StorageError
 from jupyterhub_ext.swarm import servicespec as S
 
 # environment our GPU decision sets for --gpus; on Swarm the runtime reads the
@@ -75,10 +82,25 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         "/var/run/docker.sock",
         config=True,
         help="""Path of the Docker socket on each node (``{node}``: the node's
-        hostname). Volume reset and rename of data on a worker node run as
-        one-off jobs on that node that use its socket
-        (:mod:`jupyterhub_ext.engine.nodejob`); the ``docker-sock`` group
-        grant mounts it too.""",
+        hostname). The Docker calls the hub makes on a node run as one-off
+        jobs there that use its socket (:mod:`jupyterhub_ext.engine.nodejob`):
+        the ownership check of a pinned server's volumes before each start,
+        owner/group/mode of volumes the node creates, reset, rename, move,
+        and the usage scan's volume sizes. The ``docker-sock`` group grant
+        mounts it too.""",
+    )
+    swarm_move_timeout = Float(
+        3600.0,
+        min=0.0,
+        config=True,
+        help="""Seconds an admin's move of a user's volumes to another node
+        (``POST /hub/api/users/{name}/move-volumes``) may take to copy and
+        verify them. Past it the move fails (504, with a message), the copies
+        on the target node are removed and the originals kept where they were;
+        the user's next start goes to the old node. The request waits for the
+        whole move: allow for the size of your users' volumes (a copy crosses
+        the nodes' network, then both trees are read to verify it). 0: no
+        limit.""",
     )
     swarm_gpu_resource = Unicode(
         S.DEFAULT_GPU_RESOURCE,
@@ -137,11 +159,20 @@ class ExtSwarmSpawner(ExtDockerSpawner):
 
     def volume_engine(self) -> Any:
         """The engine of the node that holds this server's volumes (a job per call)."""
-        if not (self.node_id and self.pinned()):
-            return self.client
+        node = self.volume_node()
+        return self.node_engine(node) if node else self.client
+
+    def volume_node(self) -> str:
+        """The ID of the node that holds this server's local volumes ("": none yet, or
+        only network volumes)."""
+        return self.node_id if (self.node_id and self.pinned()) else ""
+
+    def node_engine(self, node_id: str, manager: Any = None) -> NodeEngine:
+        """Docker calls on ``node_id``, one job each, through ``manager`` (default:
+        the spawner's client; the usage scan passes its own)."""
         return NodeEngine(
-            self.client,
-            self.node_id,
+            manager if manager is not None else self.client,
+            node_id,
             image=self.helper_image or self.image,
             socket_path=self.swarm_node_socket,
             name_prefix=f"{self.prefix}-node-call",
@@ -164,7 +195,118 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         problem = S.node_problem(node)
         if problem:
             self._refuse_node(problem)
+        self._node_name = S.node_name(node)
         return [f"node.id=={self.node_id}"]
+
+    _node_name = ""
+
+    def volumes_to_check(self) -> dict[str, str | None]:
+        """Docker name -> scope of every named volume the server mounts (None: the
+        admin's own ``volumes``, checked as on one host)."""
+        names = self.volume_names()
+        wanted: dict[str, str | None] = {names[s.key]: s.scope for s in self.volume_specs}
+        for source in hostconfig.named_volume_sources(self.volume_binds):
+            wanted.setdefault(source, None)
+        return wanted
+
+    async def check_node_volumes(self) -> None:
+        """Refuse the start when a volume that exists on the pinned node is not this user's.
+
+        Swarm mounts an existing volume of the mount's name as it is (its
+        ``VolumeOptions`` only apply to a volume the node creates), so whoever
+        holds a Docker socket on that node could hand this user a volume of
+        their own. One job on the node lists all the set's volumes at once
+        (the name filter matches parts of names: exact names are kept here)
+        and each is checked by the one ownership rule, as on one host. Called
+        after the node is known to be up, before the service is created. At
+        the first start there is no node to ask yet: :meth:`settle_volumes`
+        checks on the node Swarm picked.
+        """
+        self._missing: set[str] = set()
+        if not self.volume_node():
+            return
+        wanted = self.volumes_to_check()
+        found = await self._node_volumes(wanted)
+        for name, scope in wanted.items():
+            if name not in found:
+                self._missing.add(name)  # the node creates it, with our labels
+                continue
+            why = self.volume_refusal(name, found[name].get("Labels"), scope)
+            if why:
+                node = self._node_name or self.node_id
+                self._refuse_volume(f"on node {node}, {why}", name)
+
+    # names the pinned node did not have before this start (it creates them)
+    _missing: frozenset[str] | set[str] = frozenset()
+    _start_token = ""
+
+    async def _node_volumes(self, wanted: Mapping[str, Any]) -> dict[str, dict]:
+        """The volumes among ``wanted`` on the node of this server's data (one job)."""
+        t0 = time.monotonic()
+        listing = await calls.call(self.volume_engine(), "volumes", filters={"name": list(wanted)})
+        # the name filter matches parts of names: keep the exact ones
+        found = {v.get("Name"): v for v in (listing or {}).get("Volumes") or []}
+        self.log.info(
+            "Checked %d volume(s) of %s on node %s in %.2fs",
+            len(wanted),
+            self._log_name,
+            self._node_name or self.node_id[:12],
+            time.monotonic() - t0,
+        )
+        return {name: found[name] for name in wanted if name in found}
+
+    async def settle_volumes(self, first_start: bool) -> None:
+        """Right after the task runs on its node: what only that node can tell.
+
+        - Volumes the node created for this start (they carry this start's
+          token in their labels) get the entry's owner, group and mode
+          (storage/volperms.py, through jobs on the node), as on one host.
+        - At the first start (no node was known before), volumes that were
+          already on the node Swarm picked are checked by the ownership rule;
+          a refusal removes the service before the hub hands it to anyone.
+
+        One job lists the volumes; it runs only at a first start, or when the
+        node was to create a volume that needs permissions.
+        """
+        names = self.volume_names()
+        perms = {names[s.key]: s for s in self.volume_specs if s.permissions() is not None}
+        if not self.volume_node() or not (first_start or self._missing & perms.keys()):
+            return
+        if not self._node_name:
+            self._node_name = S.node_name(await self.docker("inspect_node", self.node_id))
+        wanted = self.volumes_to_check()
+        found = await self._node_volumes(wanted)
+        mine = {
+            name
+            for name, vol in found.items()
+            if (vol.get("Labels") or {}).get(LABEL_CREATED_BY) == self._start_token
+        }
+        if first_start:
+            for name in found.keys() - mine:
+                why = self.volume_refusal(name, found[name].get("Labels"), wanted[name])
+                if why:
+                    await self.remove_object()
+                    # none of this user's data is there: the next start is placed anew
+                    node = self._node_name or self.node_id
+                    self.node_id = self._node_name = ""
+                    self._refuse_mounted_volume(why, name, node)
+        for name in sorted(mine & perms.keys()):
+            spec = perms[name]
+            try:
+                await self._set_volume_permissions(
+                    spec, name, *spec.permissions(), engine=self.volume_engine()
+                )
+            except StorageError:
+                await self.remove_object()
+                raise
+
+    def _refuse_mounted_volume(self, why: str, name: str, node: str) -> None:
+        self.log.error("Refused volume for %s on node %s: %s", self._log_name, node, why)
+        audit(self._requester(), "mount-volume", self._log_name, "refused", volume=name, reason=why)
+        raise NotOwnedError(
+            f"Cannot start: on node {node}, {why}. The server was stopped before anyone "
+            "could reach it. " + ownership.ADMIN_HINT.format(name=name)
+        )
 
     def _refuse_node(self, problem: str) -> None:
         message = (
@@ -178,12 +320,18 @@ class ExtSwarmSpawner(ExtDockerSpawner):
     # -- what the node does instead of the hub -----------------------------------
 
     async def ensure_volumes(self) -> None:
-        """Nothing to do from the hub: the node that runs the task creates them.
+        """Only the quota refusal: the node that runs the task creates the volumes.
 
         The service's volume mounts carry our owner labels and the entry's
         driver options (``VolumeOptions``); the hub talks to a manager, which
-        cannot create volumes on other nodes.
+        cannot create volumes on other nodes. Existing volumes on the pinned
+        node are checked by :meth:`check_node_volumes` once the node is known
+        to be up. Sizes come from the usage scan, which measures every node
+        that holds volumes.
         """
+        for spec in self.volume_specs:
+            if spec.on_hard_limit == "refuse":
+                self._check_quota(spec)
 
     async def drop_container_with_other_grants(self) -> None:
         """Services are made anew at every start (``remove`` is always on)."""
@@ -199,7 +347,9 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         out = {}
         for spec in self.volume_specs:
             opts, _secrets = await self._resolved_opts(spec)
-            out[names[spec.key]] = S.volume_options(self.labels_for(spec), spec.driver, opts)
+            # this start's token: settle_volumes tells the volumes the node made now
+            labels = {**self.labels_for(spec), LABEL_CREATED_BY: self._start_token}
+            out[names[spec.key]] = S.volume_options(labels, spec.driver, opts)
         return out
 
     # -- GPUs: generic resources, not device requests -------------------------------
@@ -247,6 +397,9 @@ class ExtSwarmSpawner(ExtDockerSpawner):
     async def create_object(self) -> dict:
         kwargs = await self.container_create_kwargs()
         constraints = await self.node_constraints()
+        await self.check_node_volumes()
+        self._first_start = not self.volume_node()
+        self._start_token = secrets.token_hex(8)
         try:
             spec = S.service_create_kwargs(
                 kwargs,
@@ -265,6 +418,8 @@ class ExtSwarmSpawner(ExtDockerSpawner):
             raise SpawnRefused(str(e), reason="swarm-unsupported") from e
         self.log.debug("Creating service %s: %s", self.object_name, spec)
         return await self.docker("create_service", **spec)
+
+    _first_start = False
 
     async def tasks(self) -> list[dict]:
         return await self.docker("tasks", filters={"service": self.object_name})
@@ -286,6 +441,7 @@ class ExtSwarmSpawner(ExtDockerSpawner):
                 state, err = S.task_state(task)
                 if state == "running":
                     self.node_id = task.get("NodeID") or self.node_id
+                    await self.settle_volumes(self._first_start)
                     return
                 if state in S.FINAL:
                     raise RuntimeError(f"service {self.object_name}: task {state}: {err}")

@@ -16,7 +16,10 @@ negotiated in that pool), each call with a deadline:
 - every ``volume_scan_interval`` seconds: ``docker system df`` (it walks every
   volume, so it is rare), matched to hub users by the volume names their
   spawner renders AND the owner-id label (a volume of another hub on the same
-  engine, or another user's, is never counted as theirs).
+  engine, or another user's, is never counted as theirs). On Docker Swarm the
+  hub's engine is one node: the local volumes of users pinned to other nodes
+  are measured there, one ``docker system df`` job per such node per scan
+  (:class:`~jupyterhub_ext.engine.nodejob.NodeEngine`, about a second each).
 
 Only servers and users of this hub appear: label values are bounded by the
 hub's own user and server names and the volume set's keys.
@@ -64,7 +67,10 @@ class UsageConfig(Configurable):
         help="""
         Seconds between two measurements of volume sizes (``docker system
         df``, which walks every volume on the engine: keep it rare on hosts
-        with big volumes).
+        with big volumes). On Docker Swarm each node that holds local volumes
+        of users pinned to it is measured too, by one ``docker system df``
+        job on that node per scan (about a second each, in this scan's own
+        pool, within six times ``call_timeout``).
         """,
     ).tag(config=True)
 
@@ -268,6 +274,26 @@ def user_volume_bytes(
     return out
 
 
+def merge_node_sizes(
+    sizes: Mapping[str, tuple[int, Mapping[str, str]]],
+    where: Mapping[str, str],
+    by_node: Mapping[str, Mapping[str, tuple[int, Mapping[str, str]]]],
+) -> dict[str, tuple[int, Mapping[str, str]]]:
+    """The hub engine's sizes, with each volume ``where`` places on another node
+    (name -> node ID) taken from that node's measurement instead.
+
+    A volume of that name on the hub's own engine is not the one the user's
+    server mounts, so it never stands in; a volume on a node that could not be
+    measured is left out (no size, as before the first scan).
+    """
+    out = {name: found for name, found in sizes.items() if name not in where}
+    for name, node in where.items():
+        found = (by_node.get(node) or {}).get(name)
+        if found is not None:
+            out[name] = found
+    return out
+
+
 # -- the scanner -------------------------------------------------------------------
 
 
@@ -295,6 +321,13 @@ class Scanner:
         self.volume_scans = 0
         self.quota_specs: dict[str, dict[str, Any]] = {}
         self.quota_states: dict[tuple[str, str], str] = {}
+        # Swarm: volume name -> the node that holds it; a spawner per node (for its
+        # node engine); the last sizes measured on each node; the hub engine's node
+        self._volume_nodes: dict[str, str] = {}
+        self._node_spawners: dict[str, Any] = {}
+        self._node_sizes: dict[str, dict[str, tuple[int, Mapping[str, str]]]] = {}
+        self._own_node: str | None = None
+        self.node_scans = 0
 
     # each Docker call: in the scan's own bounded pool, with a deadline
     async def _call(self, fn: Any, *args: Any, deadline: float | None = None, **kwargs: Any) -> Any:
@@ -415,6 +448,7 @@ class Scanner:
         expected: list[tuple[str, int, str, str]] = []
         shared: dict[str, str] = {}
         quota_specs: dict[str, dict[str, Any]] = {}
+        self._volume_nodes, self._node_spawners = {}, {}
         for i, orm_user in enumerate(self.app.db.query(orm.User).all()):
             if i % 20 == 19:
                 await asyncio.sleep(0)  # many users: let requests in between
@@ -425,6 +459,7 @@ class Scanner:
                 if not hasattr(sp, "volume_specs"):
                     continue
                 rendered = sp.volume_names()
+                self._locate(sp, rendered)
                 for spec in sp.volume_specs:
                     if spec.per_user:
                         expected.append((user.name, user.id, spec.key, rendered[spec.key]))
@@ -435,12 +470,55 @@ class Scanner:
         self.quota_specs = quota_specs
         return expected, shared
 
+    def _locate(self, spawner: Any, rendered: Mapping[str, str]) -> None:
+        """Note the node of a Swarm server's local volumes (ExtSwarmSpawner.volume_node)."""
+        node = spawner.volume_node() if hasattr(spawner, "volume_node") else ""
+        if not node:
+            return
+        self._node_spawners.setdefault(node, spawner)
+        for spec in spawner.volume_specs:
+            if spec.plain_local:
+                self._volume_nodes[rendered[spec.key]] = node
+
+    async def _node_volume_sizes(self, client: Any) -> dict[str, str]:
+        """Measure the volumes on the Swarm nodes other than the hub engine's own.
+
+        One ``docker system df`` job per node that holds volumes of this hub
+        (:class:`~jupyterhub_ext.engine.nodejob.NodeEngine`), in the scan's own
+        bounded pool, each with a deadline; a node that does not answer keeps
+        the sizes it had at the last scan. Returns volume name -> node for the
+        volumes measured elsewhere.
+        """
+        if not self._volume_nodes:
+            return {}
+        if self._own_node is None:
+            info = await self._call(client.info)
+            self._own_node = ((info or {}).get("Swarm") or {}).get("NodeID") or ""
+        where = {n: node for n, node in self._volume_nodes.items() if node != self._own_node}
+        budget = 6 * self.cfg.call_timeout
+
+        async def measure(node: str) -> dict[str, tuple[int, Mapping[str, str]]]:
+            engine = self._node_spawners[node].node_engine(node, client)
+            try:
+                df = await self._call(engine.df, timeout=budget, deadline=budget + 5)
+            except Exception as e:
+                log.warning("volume sizes on node %s: %s (last sizes kept)", node[:12], e)
+                return self._node_sizes.get(node, {})
+            self.node_scans += 1
+            return volume_sizes(df)
+
+        nodes = sorted(set(where.values()))
+        found = await asyncio.gather(*(measure(n) for n in nodes))
+        self._node_sizes = dict(zip(nodes, found, strict=True))
+        return where
+
     async def scan_volumes(self) -> None:
         spawners = self._running_spawners()
         client = await self._client(spawners)
         expected, shared = await self._expected_volumes()
         df = await self._call(client.df, deadline=6 * self.cfg.call_timeout)
-        sizes = volume_sizes(df)
+        where = await self._node_volume_sizes(client)
+        sizes = merge_node_sizes(volume_sizes(df), where, self._node_sizes)
         snap = self.snapshot
         snap.user_volumes = user_volume_bytes(sizes, expected)
         snap.shared_volumes = {
