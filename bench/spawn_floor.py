@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import secrets
@@ -41,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-from common import TABLE_HEAD, Comparison, Figure
+from common import TABLE_HEAD, Comparison, Figure, spawn_and_wait
 from swarm_spawn import loadavg, parse_ts
 
 from hubctl import Hub, HubError, build_images, cleanup_prefix, docker_host
@@ -190,21 +189,6 @@ class Burst:
     host: dict[str, float] = field(default_factory=dict)  # where the machine's CPU went
 
 
-def wait_progress(hub: Hub, user: str, timeout: float = 300) -> float:
-    """Epoch seconds when the server's progress event stream reports it ready."""
-    with hub.api("GET", f"/users/{user}/server/progress", stream=True, timeout=timeout) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith(b"data:"):
-                continue  # keep-alive blank lines
-            event = json.loads(line[5:])
-            if event.get("ready"):
-                return time.time()
-            if event.get("failed"):
-                raise HubError(f"spawn {user} failed: {event.get('message')}")
-    raise HubError(f"progress stream of {user} ended before the server was ready")
-
-
 def burst(hub: Hub, users: list[str], root: Path) -> Burst:
     cores = os.cpu_count() or 1
     for u in users:
@@ -212,17 +196,7 @@ def burst(hub: Hub, users: list[str], root: Path) -> Burst:
     ready: dict[str, float] = {}
 
     def post(user: str) -> None:
-        # The hub answers the POST when the spawn has finished (proxy route
-        # added) if that takes less than its slow_spawn_timeout (201), else
-        # at once (202): then the server's progress stream says when. No
-        # polling, so the benchmark costs the hub two requests per server.
-        r = hub.api("POST", f"/users/{user}/server", timeout=300)
-        if r.status_code == 201:
-            ready[user] = time.time()
-        elif r.status_code == 202:
-            ready[user] = wait_progress(hub, user)
-        else:
-            raise HubError(f"spawn {user}: {r.status_code} {r.text}")
+        ready[user] = spawn_and_wait(hub, user)
 
     proxy_pid = int((hub.workdir / "proxy.pid").read_text())
     hub0, proxy0, stat0 = proc_cpu(hub.proc.pid), proc_cpu(proxy_pid), host_stat()
@@ -290,7 +264,7 @@ def burst(hub: Hub, users: list[str], root: Path) -> Burst:
     )
 
 
-def measure(n: int, reps: int) -> tuple[list[Burst], str]:
+def measure(n: int, reps: int, keep_log: Path | None = None) -> tuple[list[Burst], str]:
     if docker_host() is None:
         raise SystemExit("no Docker engine")
     root = cgroup_root()
@@ -309,6 +283,8 @@ def measure(n: int, reps: int) -> tuple[list[Burst], str]:
                 bursts.append(burst(hub, users, root))
         finally:
             hub.stop()
+            if keep_log:
+                keep_log.write_text(hub.log_text())
             cleanup_prefix(prefix)
     note = (
         f"started {started:%Y-%m-%d %H:%M} UTC; {reps} repetition(s) after a warm-up burst; "
@@ -385,10 +361,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("-n", type=int, help="servers per burst")
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--keep-log", type=Path, metavar="FILE", help="copy the hub's log here")
     args = ap.parse_args()
     n, reps = (2, 1) if args.quick else (8, 3)
     n, reps = args.n or n, args.reps or reps
-    bursts, note = measure(n, reps)
+    bursts, note = measure(n, reps, args.keep_log)
     print(report(n, bursts, note))
 
 
