@@ -136,6 +136,32 @@ def culprit(stack: list[str]) -> str:
     return "other (idle?) " + (stack[-1] if stack else "")
 
 
+def entry(stack: list[str]) -> str:
+    """Whose work a sample is: ``ours <innermost frame of our package>``, else the
+    first JupyterHub/DockerSpawner/SQLAlchemy frame the loop's callback entered."""
+    for line in reversed(stack):
+        if f"/{OURS}/" in line:
+            return "ours " + line.split(f"/{OURS}/", 1)[1]
+    inner = stack
+    for i, line in enumerate(stack):
+        if "/asyncio/events.py" in line:
+            inner = stack[i + 1 :]
+    for line in inner:
+        if "site-packages/" in line and "/tornado/" not in line:
+            return "other " + line.split("site-packages/", 1)[1]
+    return "other " + (inner[0].split("site-packages/")[-1] if inner else "(loop itself)")
+
+
+def by_entry(recs: list[dict]) -> collections.Counter[str]:
+    """Stall seconds by whose work it is, each stall shared by its samples' counts."""
+    out: collections.Counter[str] = collections.Counter()
+    for r in recs:
+        n = sum(c for c, _ in r["stacks"])
+        for c, stack in r["stacks"]:
+            out[entry(stack)] += r["lag"] * c / n
+    return out
+
+
 def summarize(path: Path, top: int = 15, since: float = 0, until: float = float("inf")) -> str:
     """Stalls by length, each with its dominant stack's culprit; totals per culprit."""
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -166,6 +192,10 @@ def summarize(path: Path, top: int = 15, since: float = 0, until: float = float(
     )
     lines.append("stall time (and of it on a CPU) by culprit of the dominant stack (s):")
     lines += [f"  {t:7.3f} {per_cpu[who]:7.3f}  {who}" for who, t in per.most_common(top)]
+    entries = by_entry(recs)
+    ours = sum(t for who, t in entries.items() if who.startswith("ours"))
+    lines.append(f"stall time by whose work the samples show (s; ours {ours:.3f} of {total:.3f}):")
+    lines += [f"  {t:7.3f}  {who}" for who, t in entries.most_common(top)]
     return "\n".join(lines)
 
 
