@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
 """Benchmark: the rename's volume copy next to ``cp -a`` of the same data on the host.
 
-Builds one tree (a big file, many small files, hard links, symlinks) in a host
-directory and in a Docker volume, then times, in the same run:
+Builds one tree (a few large files, many small files of 1-64 KiB, a hard link,
+a symlink) in a host directory and in a Docker volume, then times, in the same
+run and interleaved (host first in odd runs, ours first in even runs):
 
 - ``cp -a`` of the tree on the host (what an admin would do by hand),
 - the rename's copy: ``jupyterhub_ext.rename.volcopy.copy_volume`` (helper container
   start, ``cp -a`` volume to volume, ``sync``, progress polling, removal),
 - the rename's check: ``jupyterhub_ext.rename.volcopy.verify_copy`` (checksums,
-  owners, modes, times, links of both trees).
+  owners, modes, times, links of both trees),
+- the check's baseline: a helper with the same two volumes reading both trees
+  once (``tar -cf - src dst | wc -c``), and an empty helper (``true``), the
+  fixed cost of one helper container.
 
 Prints median and spread (min-max) of each over ``--repeat`` runs and the
 throughput in MB/s. Everything it creates is named ``jhext-bench-*`` and
 removed at the end.
 
     DOCKER_HOST=unix:///run/jupyterhub-ext-docker/docker.sock \\
-      PYTHONPATH=. python bench/rename_copy.py --size-mb 200 --repeat 5
+      PYTHONPATH=. python bench/rename_copy.py --size-mb 1024 --large-files 4 \\
+      --small-files 20000 --repeat 5
 """
 
 from __future__ import annotations
@@ -185,6 +190,7 @@ async def bench(args: argparse.Namespace) -> None:
             f"helper image {image}; {args.repeat} runs each, interleaved (host first in odd "
             "runs, ours first in even runs); warm page cache (the trees were just written)"
         )
+        print(f"helper containers at cpu_shares {calls.HELPER_CPU_SHARES}")
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} before\n")
 
         times: dict[str, list[float]] = {"host": []}
@@ -230,7 +236,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--image", default="", help="helper image (default: the built plain image)")
     ap.add_argument("--host-dir", default=None, help="where the host copy runs (default: /tmp)")
-    asyncio.run(bench(ap.parse_args()))
+    ap.add_argument(
+        "--helper-cpu-shares",
+        type=int,
+        default=calls.HELPER_CPU_SHARES,
+        help="CPU weight of the helper containers (the product's: %(default)s; 1024 = the "
+        "host copy's weight, to compare the machinery alone on a busy machine)",
+    )
+    args = ap.parse_args()
+    calls.HELPER_CPU_SHARES = args.helper_cpu_shares
+    asyncio.run(bench(args))
 
 
 if __name__ == "__main__":

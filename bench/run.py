@@ -63,8 +63,10 @@ def judge_restart(out: str) -> list[str]:
 def judge_rename(out: str) -> list[str]:
     times = _num(r"rename copy takes ([\d.]+)x the time of host cp -a", out)
     throughput = 1 / times
+    check = _num(r"rename check takes ([\d.]+)x the time of reading both trees once", out)
     return [
-        _verdict(throughput >= 0.8, f"copy throughput / cp -a = {throughput:.2f} (target >= 0.8)")
+        _verdict(throughput >= 0.8, f"copy throughput / cp -a = {throughput:.2f} (target >= 0.8)"),
+        _verdict(check <= 1.0, f"check time / reading both trees once = {check:.2f} (target <= 1)"),
     ]
 
 
@@ -112,7 +114,7 @@ SCRIPTS = [
     Script(
         "rename_copy",
         "Rename copy throughput vs `cp -a` on the host",
-        ["--size-mb", "200", "--repeat", "5"],
+        ["--size-mb", "1024", "--large-files", "4", "--small-files", "20000", "--repeat", "5"],
         ["--size-mb", "20", "--small-files", "200", "--repeat", "1"],
         judge_rename,
     ),
