@@ -32,6 +32,9 @@ from jupyterhub_ext.engine.labels import LABEL_HELPER, LABEL_RENAME_JOB
 SRC = "/jhext-rename/src"
 DST = "/jhext-rename/dst"
 
+# the progress poll waits this many times its own duration before the next
+POLL_COST_RATIO = 9
+
 VERIFY_SOURCE = (Path(__file__).with_name("treeverify.py")).read_text()
 
 
@@ -83,14 +86,22 @@ async def copy_volume(
     if hold_after_copy:
         script += " && echo held && sleep 3600"
     total: list[int | None] = [None]
+    not_before = [0.0]
 
     async def poll(cid: str) -> None:
+        # about once a second, but never more than a tenth of the copy's time:
+        # ``du`` walks the whole copy so far, and on a tree of many small
+        # files each walk (and its exec) competes with ``cp`` for the CPU
+        if time.monotonic() < not_before[0]:
+            return
+        began = time.monotonic()
         if total[0] is None:
             logs = await call(api, "logs", cid, stdout=True, stderr=False)
             total[0] = parse_du(logs.decode(errors="replace"))
         copied = parse_du(await exec_output(api, cid, ["du", "-sb", DST]))
         if progress is not None:
             progress(total[0], copied)
+        not_before[0] = time.monotonic() + POLL_COST_RATIO * (time.monotonic() - began)
 
     result = await run_helper(
         api,
