@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import threading
@@ -97,6 +98,32 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def spawn_and_wait(hub, user: str, timeout: float = 300) -> float:
+    """Start ``user``'s server; epoch seconds when the hub says it is ready.
+
+    The hub answers the POST when the spawn has finished (proxy route added)
+    if that takes less than its slow_spawn_timeout (201), else at once (202):
+    then the server's progress event stream says when, as on the spawn page.
+    No polling: the benchmark costs the hub two requests per server.
+    """
+    r = hub.api("POST", f"/users/{user}/server", timeout=timeout)
+    if r.status_code == 201:
+        return time.time()
+    if r.status_code != 202:
+        raise RuntimeError(f"spawn {user}: {r.status_code} {r.text}")
+    with hub.api("GET", f"/users/{user}/server/progress", stream=True, timeout=timeout) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith(b"data:"):
+                continue  # keep-alive blank lines
+            event = json.loads(line[5:])
+            if event.get("ready"):
+                return time.time()
+            if event.get("failed"):
+                raise RuntimeError(f"spawn {user} failed: {event.get('message')}")
+    raise RuntimeError(f"progress stream of {user} ended before the server was ready")
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:

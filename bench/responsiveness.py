@@ -5,20 +5,23 @@ on an idle hub (the baseline), then while the hub runs a mixed load (8
 concurrent spawns, plus a volume reset and a rename copy when those features
 are available). p50 / p99 / max for both, same run.
 
-    python bench/responsiveness.py [--quick]
+    python bench/responsiveness.py [--quick] [--watch-loop stalls.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from common import Figure, Sampler, percentiles
+import loopwatch
+from common import Figure, Sampler, percentiles, spawn_and_wait
 
 from hubctl import Hub, build_images, cleanup_prefix, docker_host, run_in
 
@@ -45,7 +48,11 @@ def mixed_load(hub: Hub, n: int, rename_mb: int) -> Callable[[], dict[str, float
     admin = {"Authorization": f"token {hub.token_for('admin')}"}
 
     def spawns() -> float:
-        took = hub.spawn_many(users)
+        # each waits as the spawn page does (the POST's answer or the progress
+        # stream), not by polling the REST API: the load is the spawns only
+        t0 = time.time()
+        with ThreadPoolExecutor(n) as pool:
+            took = max(pool.map(lambda u: spawn_and_wait(hub, u), users)) - t0
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(hub.stop_server, users))
         return took
@@ -67,7 +74,7 @@ def mixed_load(hub: Hub, n: int, rename_mb: int) -> Callable[[], dict[str, float
             if job.get("state") in ("done", "rolled_back") and not job.get("running"):
                 assert job["state"] == "done", job
                 return time.perf_counter() - t0
-            time.sleep(0.2)
+            time.sleep(1)  # as often as the rename page asks
 
     def load() -> dict[str, float]:
         with ThreadPoolExecutor(3) as pool:
@@ -80,7 +87,22 @@ def mixed_load(hub: Hub, n: int, rename_mb: int) -> Callable[[], dict[str, float
     return load
 
 
-def run(n_spawns: int, idle_seconds: float, rename_mb: int = 1024) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class Variant:
+    """How the hub runs: the default is the benchmark's standing configuration."""
+
+    watch: Path | None = None  # record the hub's loop stalls here (bench/loopwatch.py)
+    wal: bool = False  # SQLite in WAL mode, synchronous=NORMAL
+    debug: bool = True  # the hub's --debug logging
+    nice: int = 0  # renice the hub process (root only; < 0 raises its CPU priority)
+    direct: bool = False  # sample the hub's own port, not through the proxy
+
+
+def run(
+    n_spawns: int, idle_seconds: float, rename_mb: int = 1024, variant: Variant = Variant()
+) -> dict[str, dict[str, float]]:
+    """Idle and busy latencies of one hub (configured by ``variant``), same run."""
+    watch = variant.watch
     if docker_host() is None:
         raise SystemExit("no Docker engine")
     lab, _ = build_images()
@@ -90,22 +112,43 @@ def run(n_spawns: int, idle_seconds: float, rename_mb: int = 1024) -> dict[str, 
             Path(tmp) / "hub",
             image=lab,
             prefix=prefix,
-            config=HOME_AND_CACHE.format(p=prefix),
+            config=HOME_AND_CACHE.format(p=prefix)
+            + (loopwatch.config_snippet(watch) if watch else "")
+            + (SQLITE_WAL if variant.wal else ""),
         )
         try:
-            hub.start()
+            hub.start(debug=variant.debug)
+            if variant.nice:
+                os.setpriority(os.PRIO_PROCESS, hub.proc.pid, variant.nice)
+            url = f"http://127.0.0.1:{hub.hub_port}" if variant.direct else hub.url
             load = mixed_load(hub, n_spawns, rename_mb)
-            with Sampler(hub.url + "/hub/api/") as idle:
+            with Sampler(url + "/hub/api/") as idle:
                 time.sleep(idle_seconds)
-            with Sampler(hub.url + "/hub/api/") as busy:
+            busy_from = time.time()
+            with Sampler(url + "/hub/api/") as busy:
                 parts = load()
+            busy_until = time.time()
         finally:
             hub.stop()
             cleanup_prefix(prefix)
     busy_stats = percentiles(busy.latencies)
     busy_stats.update({f"{k} s": v for k, v in parts.items()})
+    if watch:
+        print(loopwatch.summarize(watch, since=busy_from, until=busy_until))
     return {"idle": percentiles(idle.latencies), "busy": busy_stats}
 
+
+# the hub's SQLite in WAL mode without an fsync per commit (a deployment choice,
+# measured with --sqlite-wal to show what the commits' fsyncs cost under load)
+SQLITE_WAL = """
+import sqlalchemy as _sa
+@_sa.event.listens_for(_sa.engine.Engine, "connect")
+def _wal(dbapi_conn, _rec):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+"""
 
 HOME_AND_CACHE = """
 c.ExtDockerSpawner.volume_set = {{
@@ -126,8 +169,7 @@ def section(quick: bool) -> str:
     )
     busy = result["busy"]
     parts = ", ".join(f"{k[:-2]} {v:.1f}" for k, v in busy.items() if k.endswith(" s"))
-    p99 = result["busy"]["p99"]
-    verdict = "PASS" if p99 < 50 else "MISS"
+    verdict = judge(result["busy"])
     return (
         "## Hub responsiveness\n\n"
         "`GET /hub/api/` every 20 ms; idle hub (baseline) vs during a mixed load: "
@@ -135,22 +177,57 @@ def section(quick: bool) -> str:
         f"{'50 MB' if quick else '1 GB'} of home data, all at once.\n\n"
         "| phase | p50 ms | p99 ms | max ms | samples |\n|---|---|---|---|---|\n"
         f"{rows}\n\nDuration of each part of the load (s): {parts}.\n\n"
-        f"Target p99 < 50 ms under load: {verdict}."
+        f"Target under load: {verdict}."
+    )
+
+
+def judge(busy: dict[str, float]) -> str:
+    """The issue's targets for the busy phase: p99 < 20 ms and max < 100 ms."""
+    ok = busy["p99"] < 20 and busy["max"] < 100
+    return (
+        f"{'PASS' if ok else 'MISS'} (p99 {busy['p99']:.1f} ms, target < 20; "
+        f"max {busy['max']:.1f} ms, target < 100)"
     )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--watch-loop",
+        type=Path,
+        metavar="FILE",
+        help="record the hub's event-loop stalls (over 15 ms) with their stacks in FILE "
+        "and print them by culprit (bench/loopwatch.py)",
+    )
+    ap.add_argument(
+        "--sqlite-wal",
+        action="store_true",
+        help="run the hub's SQLite in WAL mode with synchronous=NORMAL (no fsync per commit)",
+    )
+    ap.add_argument("--no-debug", action="store_true", help="run the hub without --debug")
+    ap.add_argument("--hub-nice", type=int, default=0, help="renice the hub (e.g. -10; root)")
+    ap.add_argument(
+        "--direct", action="store_true", help="sample the hub's own port, not through the proxy"
+    )
     args = ap.parse_args()
-    result = run(2 if args.quick else 8, 3 if args.quick else 10, 50 if args.quick else 1024)
+    q = args.quick
+    variant = Variant(
+        watch=args.watch_loop,
+        wal=args.sqlite_wal,
+        debug=not args.no_debug,
+        nice=args.hub_nice,
+        direct=args.direct,
+    )
+    print(f"{variant}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} before")
+    result = run(2 if q else 8, 3 if q else 10, 50 if q else 1024, variant)
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} after")
     for phase, d in result.items():
         print(
             f"{phase}: p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms, "
             f"max {d['max']:.1f} ms, samples {d['n']:.0f}"
         )
-    p99 = result["busy"]["p99"]
-    print(f"target p99 < 50 ms under load: {'PASS' if p99 < 50 else 'MISS'} ({p99:.1f} ms)")
+    print(f"target under load: {judge(result['busy'])}")
 
 
 if __name__ == "__main__":

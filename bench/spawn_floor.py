@@ -2,8 +2,9 @@
 
 N users start at once (ExtDockerSpawner on the private engine, through the REST
 API). The wall time runs from the first POST to the last server seen ready in
-the REST API (one poller thread reads ``GET /users`` every 0.1 s, so the
-benchmark itself adds little load). The floor is measured in the same burst:
+the hub (the POST's own answer when the spawn finished within the hub's
+slow_spawn_timeout, else the server's progress event stream: no polling, so
+the benchmark adds no load to the hub while it waits). The floor is measured in the same burst:
 each container's own cgroup CPU accounting (cgroup v1
 ``cpuacct/docker/<id>/cpuacct.usage``, sampled every 50 ms) up to the moment
 its server answered, summed over the burst and divided by the number of cores.
@@ -14,7 +15,8 @@ Each server is also split into phases from timestamps already there: the
 engine's ``Created`` and ``State.StartedAt``; the spawner's debug line
 "Server of <user> answered after" (its readiness poll saw the server answer);
 the hub's "User <user> took N seconds to start" (the hub's own check of the
-server done, proxy update next); and the REST API's ``ready`` (proxy updated).
+server done, proxy update next); and the hub's answer that it is ready
+(proxy updated).
 Host CPU over the burst (``/proc/stat``) is split into the containers, the
 hub process, the proxy, and the rest (Docker engine, runc, this client).
 
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-from common import TABLE_HEAD, Comparison, Figure
+from common import TABLE_HEAD, Comparison, Figure, spawn_and_wait
 from swarm_spawn import loadavg, parse_ts
 
 from hubctl import Hub, HubError, build_images, cleanup_prefix, docker_host
@@ -192,33 +194,18 @@ def burst(hub: Hub, users: list[str], root: Path) -> Burst:
     for u in users:
         hub.create_user(u)
     ready: dict[str, float] = {}
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.is_set() and len(ready) < len(users):
-            for u in hub.api("GET", "/users").json():
-                s = (u.get("servers") or {}).get("")
-                if u["name"] in users and s and s.get("ready") and u["name"] not in ready:
-                    ready[u["name"]] = time.time()
-            time.sleep(0.1)
 
     def post(user: str) -> None:
-        r = hub.api("POST", f"/users/{user}/server", timeout=300)
-        if r.status_code not in (201, 202):
-            raise HubError(f"spawn {user}: {r.status_code} {r.text}")
+        ready[user] = spawn_and_wait(hub, user)
 
     proxy_pid = int((hub.workdir / "proxy.pid").read_text())
     hub0, proxy0, stat0 = proc_cpu(hub.proc.pid), proc_cpu(proxy_pid), host_stat()
     engine0, me0 = engine_cpu(), proc_cpu(os.getpid())
     with CpuSampler(root) as cpu:
         time.sleep(0.1)
-        poller = threading.Thread(target=poll, daemon=True)
         t0 = time.time()
-        poller.start()
         with ThreadPoolExecutor(len(users)) as pool:
             list(pool.map(post, users))
-        poller.join(timeout=300)
-        done.set()
         if len(ready) < len(users):
             raise HubError(f"not ready: {sorted(set(users) - set(ready))}\n{hub.log_tail()}")
         t_end = max(ready.values())
@@ -277,18 +264,7 @@ def burst(hub: Hub, users: list[str], root: Path) -> Burst:
     )
 
 
-def poll_cost(hub: Hub, users: list[str], seconds: float = 5.0) -> float:
-    """Hub CPU-s per second that the benchmark's own ready poll costs (idle hub, same users)."""
-    for u in users:
-        hub.create_user(u)
-    cpu0, end = proc_cpu(hub.proc.pid), time.monotonic() + seconds
-    while time.monotonic() < end:
-        hub.api("GET", "/users").json()
-        time.sleep(0.1)
-    return (proc_cpu(hub.proc.pid) - cpu0) / seconds
-
-
-def measure(n: int, reps: int) -> tuple[list[Burst], str]:
+def measure(n: int, reps: int, keep_log: Path | None = None) -> tuple[list[Burst], str]:
     if docker_host() is None:
         raise SystemExit("no Docker engine")
     root = cgroup_root()
@@ -305,13 +281,10 @@ def measure(n: int, reps: int) -> tuple[list[Burst], str]:
             burst(hub, users, root)  # warm-up: volumes made, image cached
             for _ in range(reps):
                 bursts.append(burst(hub, users, root))
-            per_s = poll_cost(hub, users)
-            for b in bursts:  # shown right under the hub's own figure
-                host = list(b.host.items())
-                host.insert(2, ("hub: of which the benchmark's ready poll", per_s * b.wall))
-                b.host = dict(host)
         finally:
             hub.stop()
+            if keep_log:
+                keep_log.write_text(hub.log_text())
             cleanup_prefix(prefix)
     note = (
         f"started {started:%Y-%m-%d %H:%M} UTC; {reps} repetition(s) after a warm-up burst; "
@@ -388,10 +361,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("-n", type=int, help="servers per burst")
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--keep-log", type=Path, metavar="FILE", help="copy the hub's log here")
     args = ap.parse_args()
     n, reps = (2, 1) if args.quick else (8, 3)
     n, reps = args.n or n, args.reps or reps
-    bursts, note = measure(n, reps)
+    bursts, note = measure(n, reps, args.keep_log)
     print(report(n, bursts, note))
 
 

@@ -145,12 +145,14 @@ class Hub:
 
     # -- process --------------------------------------------------------------
 
-    def start(self, timeout: float = 60) -> Hub:
+    def start(self, timeout: float = 60, debug: bool = True) -> Hub:
+        """Start the hub (``--debug`` logging unless ``debug=False``, as a deployment runs)."""
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.log_fh = open(self.log_file, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(self.config_file), "--debug"],
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.config_file)]
+            + (["--debug"] if debug else []),
             cwd=self.workdir,
             stdout=self.log_fh,
             stderr=subprocess.STDOUT,

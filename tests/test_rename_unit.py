@@ -108,6 +108,18 @@ def test_runs_as_python_c_like_in_the_helper(tmp_path):
     assert bad.returncode == 1 and '"identical": false' in bad.stdout
 
 
+def test_manifests_made_at_once_equal_those_made_one_after_the_other(tmp_path):
+    make_tree(tmp_path / "a")
+    for i in range(50):
+        (tmp_path / "a" / "d" / f"n{i}").write_bytes(os.urandom(3000 * i))
+    copy_tree(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "b" / "d" / "n7").write_bytes(b"changed")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    both = treeverify.manifests(a, b)
+    assert both == [treeverify.manifest(a), treeverify.manifest(b)]
+    assert both[0]["d/n7"]["sha256"] != both[1]["d/n7"]["sha256"]
+
+
 def test_plan_combines_templates_and_labels():
     template = [
         {"key": "home", "server": "", "old": "p-alice-home", "new": "p-bob-home"},

@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 MAX_REPORTED = 20
@@ -136,12 +137,23 @@ def compare(src: dict[str, dict[str, Any]], dst: dict[str, dict[str, Any]]) -> d
     }
 
 
+def manifests(*roots: str) -> list[dict[str, dict[str, Any]]]:
+    """The manifests of several trees, made at the same time.
+
+    One thread per tree: reading and SHA-256 release the GIL, so the two
+    trees of a check are read and hashed on two cores (and two disks' queues)
+    at once instead of one after the other.
+    """
+    with ThreadPoolExecutor(len(roots)) as pool:
+        return list(pool.map(manifest, roots))
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "manifest":
         json.dump(manifest(argv[1]), sys.stdout, sort_keys=True)
         return 0
     if len(argv) == 3 and argv[0] == "compare":
-        result = compare(manifest(argv[1]), manifest(argv[2]))
+        result = compare(*manifests(argv[1], argv[2]))
         json.dump(result, sys.stdout, sort_keys=True)
         return 0 if result["identical"] else 1
     print("usage: manifest ROOT | compare SRC DST", file=sys.stderr)

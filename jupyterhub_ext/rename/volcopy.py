@@ -32,6 +32,9 @@ from jupyterhub_ext.engine.labels import LABEL_HELPER, LABEL_RENAME_JOB
 SRC = "/jhext-rename/src"
 DST = "/jhext-rename/dst"
 
+# the progress poll waits this many times its own duration before the next
+POLL_COST_RATIO = 9
+
 VERIFY_SOURCE = (Path(__file__).with_name("treeverify.py")).read_text()
 
 
@@ -60,6 +63,35 @@ def parse_du(text: str | None) -> int | None:
         return None
 
 
+class ProgressPoll:
+    """The copy's ``while_running``: source size from the helper's log, bytes copied so far.
+
+    Called about once a second, it measures at most about a tenth of the
+    copy's time: ``du`` walks the whole copy so far, and on a tree of many
+    small files each walk (and its exec) competes with ``cp`` for the CPU.
+    """
+
+    def __init__(
+        self, api: APIClient, progress: Callable[[int | None, int | None], None] | None
+    ) -> None:
+        self.api = api
+        self.progress = progress
+        self.total: int | None = None
+        self.not_before = 0.0
+
+    async def __call__(self, cid: str) -> None:
+        if time.monotonic() < self.not_before:
+            return
+        began = time.monotonic()
+        if self.total is None:
+            logs = await call(self.api, "logs", cid, stdout=True, stderr=False)
+            self.total = parse_du(logs.decode(errors="replace"))
+        copied = parse_du(await exec_output(self.api, cid, ["du", "-sb", DST]))
+        if self.progress is not None:
+            self.progress(self.total, copied)
+        self.not_before = time.monotonic() + POLL_COST_RATIO * (time.monotonic() - began)
+
+
 async def copy_volume(
     api: APIClient,
     *,
@@ -82,16 +114,6 @@ async def copy_volume(
     script = f"du -sb {SRC} && cp -a {SRC}/. {DST}/ && sync -f {DST}/."
     if hold_after_copy:
         script += " && echo held && sleep 3600"
-    total: list[int | None] = [None]
-
-    async def poll(cid: str) -> None:
-        if total[0] is None:
-            logs = await call(api, "logs", cid, stdout=True, stderr=False)
-            total[0] = parse_du(logs.decode(errors="replace"))
-        copied = parse_du(await exec_output(api, cid, ["du", "-sb", DST]))
-        if progress is not None:
-            progress(total[0], copied)
-
     result = await run_helper(
         api,
         image=image,
@@ -103,7 +125,7 @@ async def copy_volume(
             Mount(target=DST, source=dest, type="volume", no_copy=True),
         ],
         labels={LABEL_HELPER: "rename-copy", **labels},
-        while_running=poll,
+        while_running=ProgressPoll(api, progress),
         started=started,
     )
     if result.exit_code != 0:

@@ -34,7 +34,9 @@ def ensure_groups(db: Any, names: Iterable[str]) -> list[str]:
     """Create the named groups that do not exist; return the names created."""
     created = []
     for name in dict.fromkeys(n for n in names if n):
-        if orm.Group.find(db, name) is None:
+        # the name column only: Group.find would load the group's members,
+        # roles and properties, on the event loop, at every spawn
+        if db.query(orm.Group.id).filter(orm.Group.name == name).first() is None:
             db.add(orm.Group(name=name))
             created.append(name)
     if created:
