@@ -32,7 +32,12 @@ from requests import Response
 
 from jupyterhub_ext.engine import APIClient
 from jupyterhub_ext.engine.errors import APIError, NotFound
-from jupyterhub_ext.engine.labels import LABEL_HELPER, LABEL_MANAGED
+from jupyterhub_ext.engine.labels import (
+    LABEL_HELPER,
+    LABEL_MANAGED,
+    LABEL_NODE_HOSTNAME,
+    LABEL_NODE_ID,
+)
 
 RESULT_MARK = "JHEXT-RESULT "
 POLL_SECONDS = 0.05
@@ -149,6 +154,12 @@ class NodeEngine:
             host = self.manager.inspect_node(self.node_id)["Description"]["Hostname"]
             self._socket_path = self._socket_path.replace("{node}", host)
         return self._socket_path
+
+    def node_labels(self) -> dict[str, str]:
+        """The labels that say a volume lives on this node (as the node's agent
+        writes them on volumes it creates for a service mount)."""
+        host = self.manager.inspect_node(self.node_id)["Description"]["Hostname"]
+        return {LABEL_NODE_ID: self.node_id, LABEL_NODE_HOSTNAME: host}
 
     def __repr__(self) -> str:
         return f"NodeEngine(node={self.node_id[:12]})"
