@@ -857,3 +857,66 @@ def test_a_start_with_no_recorded_node_goes_where_the_users_volumes_are(
     hub.spawn("rhea")
     assert task_node(manager, service_name(hub, "rhea")) == node.node_id
     assert get_file(hub, "rhea", token, "kept.txt") == "on my node"
+
+
+SLOW_SERVICE_CREATE = """
+import time
+
+from jupyterhub_ext.swarm.spawner import ExtSwarmSpawner
+
+
+class SlowManagerSpawner(ExtSwarmSpawner):
+    # The manager takes 4 s to create "slow"'s service, as a loaded manager
+    # does; JupyterHub gives up on that start after 2 s and cancels it while
+    # the create call goes on in its pool thread.
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.user.name == "slow":
+            self.start_timeout = 2
+
+    async def docker(self, method, *args, **kwargs):
+        if method != "create_service" or self.user.name != "slow":
+            return await super().docker(method, *args, **kwargs)
+        client = await self.docker_client()
+
+        def create():
+            time.sleep(4)
+            made = client.create_service(*args, **kwargs)
+            self.log.info("slow: the manager made service %s", made["ID"])
+            return made
+
+        return await self.run_in_pool(create)
+
+    async def run_in_pool(self, fn):
+        from jupyterhub_ext.engine import dockerpool
+
+        return await dockerpool.run(fn, pool_size=self.docker_pool_size)
+
+
+c.JupyterHub.spawner_class = SlowManagerSpawner
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+"""
+
+
+def test_a_start_cancelled_during_its_service_create_leaves_no_service(
+    make_hub, swarm_bed, manager
+):
+    """JupyterHub cancels the start (start_timeout) while the manager is still making
+    the service: once the call returns, the service nobody supervises is removed."""
+    hub = make_hub(swarm_config(swarm_bed, SLOW_SERVICE_CREATE))
+    hub.create_user("slow")
+    refused_start(hub, "slow")
+    deadline = time.monotonic() + 60
+    while "slow: the manager made service" not in hub.log_text():
+        assert time.monotonic() < deadline, hub.log_tail()
+        time.sleep(0.2)
+    while manager.services(filters={"name": service_name(hub, "slow")}):
+        assert time.monotonic() < deadline, "the abandoned service is still there"
+        time.sleep(0.2)
+    assert "cancelled while the engine was creating its service" in hub.log_text()
+    # and it stays gone (nothing re-creates it), with no task left on any node
+    time.sleep(3)
+    assert not manager.services(filters={"name": service_name(hub, "slow")})
+    for node in swarm_bed.nodes:
+        with docker.APIClient(base_url=node.host, version="auto") as api:
+            assert not api.containers(all=True, filters={"name": service_name(hub, "slow")})
