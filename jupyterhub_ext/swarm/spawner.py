@@ -7,7 +7,9 @@ is Swarm's own:
 
 - **Where data lives.** Plain local volumes exist on one node. The first
   start lets Swarm place the server; the node is kept in the spawner's state
-  and later starts are constrained to it. If it is down or drained, the
+  and later starts are constrained to it (the volumes carry it too, in
+  labels the node fills in). With none recorded, the user's volumes are
+  looked for on every node first. If it is down or drained, the
   start fails at once with a message naming it - never a fresh, empty home
   elsewhere. Volume sets whose entries all use a network driver are not
   pinned.
@@ -93,6 +95,8 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         hostname). The Docker calls the hub makes on a node run as one-off
         jobs there that use its socket (:mod:`jupyterhub_ext.engine.nodejob`):
         the ownership check of a pinned server's volumes before each start,
+        the look-up of a user's volumes on every node when no node is
+        recorded (a first start, a restored hub database),
         owner/group/mode of volumes the node creates, reset, rename, move,
         and the usage scan's volume sizes. The ``docker-sock`` group grant
         mounts it too.""",
