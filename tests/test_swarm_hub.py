@@ -920,3 +920,56 @@ def test_a_start_cancelled_during_its_service_create_leaves_no_service(
     for node in swarm_bed.nodes:
         with docker.APIClient(base_url=node.host, version="auto") as api:
             assert not api.containers(all=True, filters={"name": service_name(hub, "slow")})
+
+
+def test_cpu_and_memory_of_a_server_on_a_worker_are_on_the_servers_page(
+    make_hub, swarm_bed, manager
+):
+    """The usage scan measures servers on other nodes with one job per node per scan
+    (never per page view): memory in use, its limit and CPU time."""
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            'c.UsageConfig.scan_interval = 2\nc.ExtSwarmSpawner.mem_limit = "512M"\n',
+        )
+    )
+    node = start_on_a_worker(hub, swarm_bed, manager, "ivy")
+    # 100 MB held, and a second of CPU burnt, inside her container on the worker
+    run_in_task(
+        node,
+        manager,
+        service_name(hub, "ivy"),
+        "nohup python3 -c 'import time\nb = bytearray(100_000_000)\n"
+        "t = time.time()\nwhile time.time() < t + 1.5: pass\ntime.sleep(600)' "
+        ">/dev/null 2>&1 &",
+    )
+    task = next(
+        t
+        for t in manager.tasks(filters={"service": service_name(hub, "ivy")})
+        if t["Status"]["State"] == "running"
+    )
+    hub.create_user("admin", admin=True)
+    admin = hub.token_for("admin")
+
+    def row() -> dict:
+        r = requests.get(
+            f"{hub.url}/hub/api/usage/servers",
+            headers={"Authorization": f"token {admin}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        # {} until the first scan that saw her server
+        return next((x for x in r.json()["servers"] if x["user"] == "ivy"), {})
+
+    deadline = time.monotonic() + 90
+    while (got := row()).get("memory_bytes") is None or got["memory_bytes"] < 100_000_000:
+        assert time.monotonic() < deadline, (got, hub.log_tail(40))
+        time.sleep(1)
+    assert got["memory_limit_bytes"] == 512 * 1024 * 1024, got
+    assert got["cpu_seconds"] is not None and got["cpu_seconds"] >= 1.0, got
+    assert not got["stale"], got
+    assert got["container"] == task["Status"]["ContainerStatus"]["ContainerID"][:12]
+    # the manager's engine has no such container: the numbers came from the worker
+    with pytest.raises(docker.errors.NotFound):
+        manager.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+    assert "server usage on node" not in hub.log_text()
