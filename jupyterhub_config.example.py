@@ -80,7 +80,9 @@ c.ExtDockerSpawner.ready_poll_interval = 0.1
 # network, reached at the node's address).
 # c.ExtSwarmSpawner.swarm_network = "jupyterhub-swarm"
 # Servers with plain local volumes always start on the node that has them
-# (refused, naming the node, while it is down or drained). Their volumes are
+# (refused, naming the node, while it is down or drained); with no node recorded
+# (a first start, a restored hub database) the user's volumes are looked for on
+# every node first (one job each, 4 at a time). Their volumes are
 # checked on that node against their owner labels before each start (one job
 # there, about 0.5 s), and get the entries' owner/group/mode when the node
 # creates them. The node's Docker socket the jobs mount:

@@ -8,6 +8,7 @@ address on the bed's bridge; servers use their node's network
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 
@@ -63,6 +64,27 @@ def get_file(hub, user: str, token: str, path: str) -> str:
     return r.json()["content"]
 
 
+def refused_start(hub, user: str) -> None:
+    """POST a start that must fail (at once, or as soon as the spawn ends)."""
+    r = hub.api("POST", f"/users/{user}/server")
+    if r.status_code in (201, 202):
+        with pytest.raises(HubError):
+            hub.wait_ready(user, timeout=60)
+    assert hub.server(user) is None
+
+
+def refused_at_once(hub, manager, user: str, message: str, within: float) -> str:
+    """A start refused within ``within`` seconds, ``message`` in the hub's log, and
+    no server nor service left behind; returns the log."""
+    t0 = time.monotonic()
+    refused_start(hub, user)
+    assert time.monotonic() - t0 < within
+    log = hub.log_text()
+    assert message in log, log[-3000:]
+    assert not manager.services(filters={"name": service_name(hub, user)})
+    return log
+
+
 def test_users_spread_over_nodes_keep_their_data_and_their_node(make_hub, swarm_bed, manager):
     hub = make_hub(swarm_config(swarm_bed))
     users = ["alice", "bob", "carol"]
@@ -109,15 +131,13 @@ def test_users_spread_over_nodes_keep_their_data_and_their_node(make_hub, swarm_
         {**manager.inspect_node(node.node_id)["Spec"], "Availability": "drain"},
     )
     try:
-        t0 = time.monotonic()
-        r = hub.api("POST", f"/users/{on_worker}/server")
-        if r.status_code in (201, 202):
-            with pytest.raises(HubError):
-                hub.wait_ready(on_worker, timeout=30)
-        assert time.monotonic() - t0 < 20
-        log = hub.log_text()
-        assert f"your files are on one node of the cluster, and node {node.name} is drained" in log
-        assert hub.server(on_worker) is None
+        refused_at_once(
+            hub,
+            manager,
+            on_worker,
+            f"your files are on one node of the cluster, and node {node.name} is drained",
+            within=20,
+        )
         # the others still work
         other = next(u for u in users if u != on_worker)
         assert get_file(hub, other, tokens[other], "mine.txt") == f"written by {other}"
@@ -176,14 +196,7 @@ c.JupyterHub.load_groups = {"gpu": {"users": ["g1", "g2", "g3"]}}
     assert not any(e.startswith("DOCKER_RESOURCE_") for e in env["Config"]["Env"])
 
     # a third GPU server: refused at once with the message, no task left pending
-    t0 = time.monotonic()
-    r = hub.api("POST", "/users/g3/server")
-    if r.status_code in (201, 202):
-        with pytest.raises(HubError):
-            hub.wait_ready("g3", timeout=60)
-    assert time.monotonic() - t0 < 45
-    assert "No node of the cluster has 1 free GPU(s) now" in hub.log_text()
-    assert not manager.services(filters={"name": service_name(hub, "g3")})
+    refused_at_once(hub, manager, "g3", "No node of the cluster has 1 free GPU(s) now", within=45)
 
 
 def test_a_swarm_hub_with_a_privileged_group_does_not_start(make_hub, swarm_bed):
@@ -272,9 +285,10 @@ c.ExtSwarmSpawner.remove_volumes_on_delete = True
     assert r.status_code == 202, r.text
     job = wait_job(hub, "wendy", r.json()["id"])
     assert job["state"] == "done", job
-    assert (
-        worker.inspect_volume(f"{p}-wendy-home")["Labels"]["jupyterhub-ext.owner-name"] == "wendy"
-    )
+    renamed = worker.inspect_volume(f"{p}-wendy-home")["Labels"]
+    assert renamed["jupyterhub-ext.owner-name"] == "wendy"
+    assert renamed["jupyterhub-ext.node-id"] == node.node_id
+    assert renamed["jupyterhub-ext.node-hostname"] == node.name
     with pytest.raises(docker.errors.NotFound):
         worker.inspect_volume(f"{p}-wanda-home")
     hub.spawn("wendy")
@@ -391,6 +405,12 @@ def test_admin_moves_a_user_to_another_node(make_hub, swarm_bed, manager):
     with docker.APIClient(base_url=source.host, version="auto") as api:
         with pytest.raises(docker.errors.NotFound):
             api.inspect_volume(f"{p}-mo-home")
+    with docker.APIClient(base_url=target.host, version="auto") as api:
+        labels = api.inspect_volume(f"{p}-mo-home")["Labels"]
+    # the copy says where it lives now (the original's labels named the source)
+    assert labels["jupyterhub-ext.node-id"] == target.node_id
+    assert labels["jupyterhub-ext.node-hostname"] == target.name
+    assert labels["jupyterhub-ext.owner-name"] == "mo"
     assert 'action="move-volumes"' in hub.log_text()
     # the next start goes to the new node, with the files
     hub.spawn("mo")
@@ -429,14 +449,13 @@ def test_a_stopped_node_refuses_its_users_at_once(make_hub, swarm_bed, manager):
         while manager.inspect_node(node3.node_id)["Status"]["State"] != "down":
             assert time.monotonic() < deadline, "the manager never saw node3 down"
             time.sleep(0.5)
-        t0 = time.monotonic()
-        r = hub.api("POST", "/users/ann/server")
-        if r.status_code in (201, 202):
-            with pytest.raises(HubError):
-                hub.wait_ready("ann", timeout=30)
-        assert time.monotonic() - t0 < 15
-        assert "your files are on one node of the cluster, and node node3 is down" in hub.log_text()
-        assert not manager.services(filters={"name": service_name(hub, "ann")})
+        refused_at_once(
+            hub,
+            manager,
+            "ann",
+            "your files are on one node of the cluster, and node node3 is down",
+            within=15,
+        )
         # the others still work: ben's server answers, and starts again
         token = hub.token_for("ben")
         put_file(hub, "ben", token, "still.txt", "here")
@@ -466,14 +485,6 @@ def start_on_a_worker(hub, swarm_bed, manager, user: str):
     node = swarm_bed.by_id(task_node(manager, service_name(hub, user)))
     assert node.name != "node1"
     return node
-
-
-def refused_start(hub, user: str) -> None:
-    r = hub.api("POST", f"/users/{user}/server")
-    if r.status_code in (201, 202):
-        with pytest.raises(HubError):
-            hub.wait_ready(user, timeout=60)
-    assert hub.server(user) is None
 
 
 def test_a_planted_volume_on_the_pinned_node_is_refused_at_start(make_hub, swarm_bed, manager):
@@ -763,3 +774,202 @@ def test_node_engine_carries_large_answers_and_reaps_its_job_containers(
             assert len(left) <= 1, [c["Names"] for c in left]
         finally:
             api.remove_volume(f"{prefix}-big")
+
+
+def forget_recorded_node(hub, user: str) -> None:
+    """What a restored hub database looks like: the user's spawner state names no node."""
+    hub.stop()
+    db = sqlite3.connect(hub.workdir / "jupyterhub.sqlite")
+    try:
+        rows = db.execute(
+            "SELECT s.id, s.state FROM spawners s JOIN users u ON s.user_id = u.id "
+            "WHERE u.name = ?",
+            (user,),
+        ).fetchall()
+        assert rows
+        for sid, state in rows:
+            st = json.loads(state or "{}")
+            st.pop("swarm_node", None)
+            db.execute("UPDATE spawners SET state = ? WHERE id = ?", (json.dumps(st), sid))
+        db.commit()
+    finally:
+        db.close()
+    hub.start()
+
+
+def lookups(hub, user: str) -> list[str]:
+    return [
+        line for line in hub.log_text().splitlines() if f"Looked for the volumes of {user} " in line
+    ]
+
+
+def test_a_start_with_no_recorded_node_goes_where_the_users_volumes_are(
+    make_hub, swarm_bed, manager
+):
+    hub = make_hub(swarm_config(swarm_bed))
+    name = f"{hub.prefix}-rhea-home"
+    node = start_on_a_worker(hub, swarm_bed, manager, "rhea")
+    # the node wrote its own ID and hostname into the volume it made (Swarm's templates)
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        labels = api.inspect_volume(name)["Labels"]
+    assert labels["jupyterhub-ext.node-id"] == node.node_id, labels
+    assert labels["jupyterhub-ext.node-hostname"] == node.name, labels
+    token = hub.token_for("rhea")
+    put_file(hub, "rhea", token, "kept.txt", "on my node")
+    hub.stop_server("rhea")
+
+    # the hub's database restored from before her first start: no node recorded
+    forget_recorded_node(hub, "rhea")
+    hub.spawn("rhea")
+    assert task_node(manager, service_name(hub, "rhea")) == node.node_id
+    assert get_file(hub, "rhea", token, "kept.txt") == "on my node"
+    found = lookups(hub, "rhea")
+    assert found and found[-1].endswith(f": {node.name}"), found
+    print("looking on every node:", [line.split(" in ")[-1] for line in found])
+    hub.stop_server("rhea")
+
+    # a copy of her volume on a second node, and another user's of that name on the
+    # third: the first makes the start ambiguous (refused, naming both), the
+    # second is not hers (the ownership rule) and is not named
+    second, third = (n for n in swarm_bed.nodes if n.node_id != node.node_id)
+    planted = [
+        (second, {**labels, "jupyterhub-ext.node-id": second.node_id}),
+        (third, {**labels, "jupyterhub-ext.owner-id": "999", "jupyterhub-ext.owner-name": "x"}),
+    ]
+    for n, lab in planted:
+        with docker.APIClient(base_url=n.host, version="auto") as api:
+            api.create_volume(name, labels=lab)
+    try:
+        forget_recorded_node(hub, "rhea")
+        both = ", ".join(sorted([node.name, second.name]))
+        refused_at_once(
+            hub,
+            manager,
+            "rhea",
+            f"Cannot start: volumes of yours exist on more than one node of the cluster ({both})",
+            within=30,
+        )
+    finally:
+        for n, _lab in planted:
+            with docker.APIClient(base_url=n.host, version="auto") as api:
+                api.remove_volume(name)
+    # the copy gone: her start finds her node again
+    hub.spawn("rhea")
+    assert task_node(manager, service_name(hub, "rhea")) == node.node_id
+    assert get_file(hub, "rhea", token, "kept.txt") == "on my node"
+
+
+SLOW_SERVICE_CREATE = """
+import time
+
+from jupyterhub_ext.swarm.spawner import ExtSwarmSpawner
+
+
+class SlowManagerSpawner(ExtSwarmSpawner):
+    # The manager takes 4 s to create "slow"'s service, as a loaded manager
+    # does; JupyterHub gives up on that start after 2 s and cancels it while
+    # the create call goes on in its pool thread.
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.user.name == "slow":
+            self.start_timeout = 2
+
+    async def docker(self, method, *args, **kwargs):
+        if method != "create_service" or self.user.name != "slow":
+            return await super().docker(method, *args, **kwargs)
+        client = await self.docker_client()
+
+        def create():
+            time.sleep(4)
+            made = client.create_service(*args, **kwargs)
+            self.log.info("slow: the manager made service %s", made["ID"])
+            return made
+
+        return await self.run_in_pool(create)
+
+    async def run_in_pool(self, fn):
+        from jupyterhub_ext.engine import dockerpool
+
+        return await dockerpool.run(fn, pool_size=self.docker_pool_size)
+
+
+c.JupyterHub.spawner_class = SlowManagerSpawner
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+"""
+
+
+def test_a_start_cancelled_during_its_service_create_leaves_no_service(
+    make_hub, swarm_bed, manager
+):
+    """JupyterHub cancels the start (start_timeout) while the manager is still making
+    the service: once the call returns, the service nobody supervises is removed."""
+    hub = make_hub(swarm_config(swarm_bed, SLOW_SERVICE_CREATE))
+    hub.create_user("slow")
+    refused_start(hub, "slow")
+    deadline = time.monotonic() + 60
+    while "slow: the manager made service" not in hub.log_text():
+        assert time.monotonic() < deadline, hub.log_tail()
+        time.sleep(0.2)
+    while manager.services(filters={"name": service_name(hub, "slow")}):
+        assert time.monotonic() < deadline, "the abandoned service is still there"
+        time.sleep(0.2)
+    assert "cancelled while the engine was creating its service" in hub.log_text()
+    # and it stays gone (nothing re-creates it), with no task left on any node
+    time.sleep(3)
+    assert not manager.services(filters={"name": service_name(hub, "slow")})
+    for node in swarm_bed.nodes:
+        with docker.APIClient(base_url=node.host, version="auto") as api:
+            assert not api.containers(all=True, filters={"name": service_name(hub, "slow")})
+
+
+def test_cpu_and_memory_of_a_server_on_a_worker_are_on_the_servers_page(
+    make_hub, swarm_bed, manager
+):
+    """The usage scan measures servers on other nodes with one job per node per scan
+    (never per page view): memory in use, its limit and CPU time."""
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            'c.UsageConfig.scan_interval = 2\nc.ExtSwarmSpawner.mem_limit = "512M"\n',
+        )
+    )
+    node = start_on_a_worker(hub, swarm_bed, manager, "ivy")
+    # 100 MB held, and a second of CPU burnt, inside her container on the worker
+    run_in_task(
+        node,
+        manager,
+        service_name(hub, "ivy"),
+        "nohup python3 -c 'import time\nb = bytearray(100_000_000)\n"
+        "t = time.time()\nwhile time.time() < t + 1.5: pass\ntime.sleep(600)' "
+        ">/dev/null 2>&1 &",
+    )
+    task = next(
+        t
+        for t in manager.tasks(filters={"service": service_name(hub, "ivy")})
+        if t["Status"]["State"] == "running"
+    )
+    hub.create_user("admin", admin=True)
+    admin = hub.token_for("admin")
+
+    def row() -> dict:
+        r = requests.get(
+            f"{hub.url}/hub/api/usage/servers",
+            headers={"Authorization": f"token {admin}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        # {} until the first scan that saw her server
+        return next((x for x in r.json()["servers"] if x["user"] == "ivy"), {})
+
+    deadline = time.monotonic() + 90
+    while (got := row()).get("memory_bytes") is None or got["memory_bytes"] < 100_000_000:
+        assert time.monotonic() < deadline, (got, hub.log_tail(40))
+        time.sleep(1)
+    assert got["memory_limit_bytes"] == 512 * 1024 * 1024, got
+    assert got["cpu_seconds"] is not None and got["cpu_seconds"] >= 1.0, got
+    assert not got["stale"], got
+    assert got["container"] == task["Status"]["ContainerStatus"]["ContainerID"][:12]
+    # the manager's engine has no such container: the numbers came from the worker
+    with pytest.raises(docker.errors.NotFound):
+        manager.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+    assert "server usage on node" not in hub.log_text()

@@ -30,3 +30,10 @@ LABEL_RENAME_JOB = LABEL_PREFIX + "rename-job"
 LABEL_GPU_PROBE = LABEL_PREFIX + "gpu-probe"
 # on a volume a Swarm node creates from a service mount: the start that made it
 LABEL_CREATED_BY = LABEL_PREFIX + "created-by-start"
+# on a plain local volume of a Swarm server: the node that holds it. A service
+# mount carries Swarm's templates ({{.Node.ID}}), which the node's agent
+# expands when it creates the volume; a move or rename writes the values
+NODE_ID_TEMPLATE = "{{.Node.ID}}"
+NODE_HOSTNAME_TEMPLATE = "{{.Node.Hostname}}"
+LABEL_NODE_ID = LABEL_PREFIX + "node-id"
+LABEL_NODE_HOSTNAME = LABEL_PREFIX + "node-hostname"

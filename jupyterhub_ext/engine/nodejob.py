@@ -32,7 +32,12 @@ from requests import Response
 
 from jupyterhub_ext.engine import APIClient
 from jupyterhub_ext.engine.errors import APIError, NotFound
-from jupyterhub_ext.engine.labels import LABEL_HELPER, LABEL_MANAGED
+from jupyterhub_ext.engine.labels import (
+    LABEL_HELPER,
+    LABEL_MANAGED,
+    LABEL_NODE_HOSTNAME,
+    LABEL_NODE_ID,
+)
 
 RESULT_MARK = "JHEXT-RESULT "
 POLL_SECONDS = 0.05
@@ -70,7 +75,15 @@ try:
             call("DELETE", "/containers/" + c["Id"])
 except Exception as e:
     print("reaping failed: " + str(e), file=sys.stderr)
-status, data = call(req["method"], req["path"], req.get("body"))
+if req.get("many"):
+    # several GETs in one job (the usage scan's stats of a node's servers)
+    res = []
+    for path in req["many"]:
+        st, body = call("GET", path)
+        res.append([st, json.loads(body) if st == 200 else body.decode(errors="replace")])
+    status, data = 200, json.dumps(res).encode()
+else:
+    status, data = call(req["method"], req["path"], req.get("body"))
 if req.get("select") == "volumes" and status == 200:
     vols = json.loads(data).get("Volumes") or []
     keep = [{k: v.get(k) for k in ("Name", "Labels", "UsageData")} for v in vols]
@@ -150,6 +163,12 @@ class NodeEngine:
             self._socket_path = self._socket_path.replace("{node}", host)
         return self._socket_path
 
+    def node_labels(self) -> dict[str, str]:
+        """The labels that say a volume lives on this node (as the node's agent
+        writes them on volumes it creates for a service mount)."""
+        host = self.manager.inspect_node(self.node_id)["Description"]["Hostname"]
+        return {LABEL_NODE_ID: self.node_id, LABEL_NODE_HOSTNAME: host}
+
     def __repr__(self) -> str:
         return f"NodeEngine(node={self.node_id[:12]})"
 
@@ -163,14 +182,18 @@ class NodeEngine:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         select: str = "",
+        many: list[str] | None = None,
     ) -> tuple[int, bytes]:
-        """Make one Docker API request on the node; (status, body)."""
+        """Make one Docker API request on the node; (status, body). ``many``: GET
+        each of these paths instead, in the same job; the body is a JSON list of
+        ``[status, answer]``."""
         req = json.dumps(
             {
                 "method": method,
                 "path": path,
                 "body": body,
                 "select": select,
+                "many": many or [],
                 "chunk": CHUNK,
                 "reap_label": f"{LABEL_HELPER}=node-call",
                 "reap_after": REAP_AFTER_SECONDS,
@@ -245,6 +268,24 @@ class NodeEngine:
         """``docker system df``, of which only ``Volumes`` (name, labels, size) comes back:
         a node's full answer (every container and image) is too large for a job's log."""
         return self._json("GET", "/system/df", timeout=timeout, select="volumes")
+
+    def container_usage(self, ids: list[str], timeout: float = DEFAULT_TIMEOUT) -> dict:
+        """Container ID -> ``{"inspect": ..., "stats": ...}`` (one-shot ``docker stats``)
+        for each of ``ids`` that answered, all in one job on the node."""
+        paths = []
+        for cid in ids:
+            c = quote(cid, safe="")
+            paths += [f"/containers/{c}/json", f"/containers/{c}/stats?stream=false&one-shot=true"]
+        status, data = self.request("GET", "/_ping", timeout=timeout, many=paths)
+        if status >= 400:
+            raise _error(status, data, "container usage")
+        answers = json.loads(data)
+        out = {}
+        for i, cid in enumerate(ids):
+            (st_i, inspect), (st_s, stats) = answers[2 * i], answers[2 * i + 1]
+            if st_i == 200 and st_s == 200:
+                out[cid] = {"inspect": inspect, "stats": stats}
+        return out
 
     def remove_volume(self, name: str, force: bool = False) -> None:
         self._json("DELETE", f"/volumes/{quote(name, safe='')}?force={str(force).lower()}")

@@ -632,6 +632,9 @@ async def _create_target(ctx: _Ctx, job: RenameJob, move: dict[str, Any]) -> Non
         labels[LABEL_OWNER_NAME] = job.new_name
         labels[LABEL_OWNER_ID] = str(job.user_id)
     labels[LABEL_RENAME_JOB] = job.key
+    if hasattr(ctx.api, "node_labels"):
+        # a Swarm node's volume: say which node holds it (older volumes lack it)
+        labels.update(await calls.call(ctx.api, "node_labels"))
     created = await calls.call(
         ctx.api,
         "create_volume",

@@ -13,7 +13,7 @@ import contextlib
 import copy
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -785,23 +785,30 @@ class ExtDockerSpawner(ProfilesMixin, StorageMixin, DockerSpawner):
     async def create_object(self) -> dict:
         # GPUs and the admission check are decided with the create, under one lock
         async with self.placement():
-            create = asyncio.ensure_future(self._create_container())
-            try:
-                return await asyncio.shield(create)
-            except asyncio.CancelledError:
-                await self._drop_abandoned_create(create)
-                raise
+            return await self.create_supervised(self._create_container())
+
+    async def create_supervised(self, create_call: Awaitable[dict]) -> dict:
+        """Run the coroutine that creates this server's object (container, Swarm
+        service) so that a cancelled start removes what it made."""
+        create = asyncio.ensure_future(create_call)
+        try:
+            return await asyncio.shield(create)
+        except asyncio.CancelledError:
+            await self._drop_abandoned_create(create)
+            raise
 
     async def _drop_abandoned_create(self, create: asyncio.Future) -> None:
         """JupyterHub cancelled this start (``start_timeout``) while the engine was
-        creating its container: the call goes on in its pool thread. Still under
-        the placement lock, wait for it, so the next decision sees the GPUs that
-        container was given, then remove it: nobody will start it.
+        creating its object: the call goes on in its pool thread. Wait for it
+        (still under the placement lock: the next decision sees the GPUs that
+        container was given), then remove it: nobody will start it.
         """
         self.log.warning(
-            "Start of %s cancelled while the engine was creating its container; "
-            "removing that container when it exists",
+            "Start of %s cancelled while the engine was creating its %s; "
+            "removing that %s when it exists",
             self._log_name,
+            self.object_type,
+            self.object_type,
         )
         await _wait_through_cancels(create)
         if create.cancelled() or create.exception() is not None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from jupyterhub_ext.engine import Mount, calls, ownership
 from jupyterhub_ext.engine.errors import APIError, NotFound
-from jupyterhub_ext.engine.labels import LABEL_HELPER
+from jupyterhub_ext.engine.labels import LABEL_HELPER, LABEL_NODE_HOSTNAME, LABEL_NODE_ID
 from jupyterhub_ext.engine.nodejob import NodeEngine
 from jupyterhub_ext.rename import treeverify
 from jupyterhub_ext.rename.volcopy import VERIFY_SOURCE
@@ -204,7 +204,8 @@ async def move_volumes(spawner: Any, target_node: str) -> MoveResult:
     src = spawner.volume_engine()
     dst = spawner.node_engine(target["ID"])
     result = MoveResult(S.node_name(source), S.node_name(target))
-    moved = await _copy_all(spawner, src, dst, source, getattr(spawner, "swarm_move_timeout", 0))
+    limit = getattr(spawner, "swarm_move_timeout", 0)
+    moved = await _copy_all(spawner, src, dst, source, target, limit)
     # every copy verified: only now the originals go (outside the deadline, so
     # a move never stops half-way through removing them)
     for volume in moved:
@@ -215,7 +216,7 @@ async def move_volumes(spawner: Any, target_node: str) -> MoveResult:
 
 
 async def _copy_all(
-    spawner: Any, src: NodeEngine, dst: NodeEngine, source: dict, limit: float
+    spawner: Any, src: NodeEngine, dst: NodeEngine, source: dict, target: dict, limit: float
 ) -> list[str]:
     """Copy and verify every local volume of the set, within ``limit`` seconds (0:
     none); on any failure or the deadline the copies are removed, the originals kept."""
@@ -226,7 +227,7 @@ async def _copy_all(
     try:
         async with asyncio.timeout(limit or None) as within:
             for _spec, volume in moving:
-                if await _move_one(spawner, src, dst, source, volume, created):
+                if await _move_one(spawner, src, dst, (source, target), volume, created):
                     moved.append(volume)
     except BaseException as e:
         for volume in created:  # the originals are untouched: drop the copies
@@ -272,10 +273,12 @@ async def _drop_copy(src: NodeEngine, dst: NodeEngine, volume: str, patience: fl
 
 
 async def _move_one(
-    spawner: Any, src: NodeEngine, dst: NodeEngine, source: dict, volume: str, created: list
+    spawner: Any, src: NodeEngine, dst: NodeEngine, nodes: tuple, volume: str, created: list
 ) -> bool:
     """Copy and verify one volume (its target name added to ``created`` before it is
-    made); False when it does not exist (nothing to move)."""
+    made); False when it does not exist (nothing to move). ``nodes``: the source
+    and target node (inspected)."""
+    source, target = nodes
     info = await calls.volume_or_none(src, volume)
     if info is None:
         return False
@@ -298,7 +301,12 @@ async def _move_one(
         "create_volume",
         name=volume,
         driver=info.get("Driver") or "local",
-        labels=info.get("Labels") or {},
+        # the same labels, but the node labels name the node the copy is on
+        labels={
+            **(info.get("Labels") or {}),
+            LABEL_NODE_ID: target["ID"],
+            LABEL_NODE_HOSTNAME: S.node_name(target),
+        },
     )
     image = src.image
     await _copy(src, dst, S.node_address(source), volume, image, spawner.prefix)

@@ -14,11 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jupyterhub_ext.engine.labels import LABEL_PREFIX
-
 # the generic resource GPUs are advertised as (dockerd's node-generic-resources)
 DEFAULT_GPU_RESOURCE = "NVIDIA-GPU"
-LABEL_NODE = LABEL_PREFIX + "node"
 
 # HostConfig keys a Swarm service cannot carry (dropped without a word by the engine)
 UNSUPPORTED = {

@@ -7,7 +7,9 @@ is Swarm's own:
 
 - **Where data lives.** Plain local volumes exist on one node. The first
   start lets Swarm place the server; the node is kept in the spawner's state
-  and later starts are constrained to it. If it is down or drained, the
+  and later starts are constrained to it (the volumes carry it too, in
+  labels the node fills in). With none recorded, the user's volumes are
+  looked for on every node first. If it is down or drained, the
   start fails at once with a message naming it - never a fresh, empty home
   elsewhere. Volume sets whose entries all use a network driver are not
   pinned.
@@ -37,7 +39,13 @@ from traitlets import Float, Unicode, default
 from jupyterhub_ext.audit import audit
 from jupyterhub_ext.engine import calls, ownership
 from jupyterhub_ext.engine.errors import APIError, NotFound, explain
-from jupyterhub_ext.engine.labels import LABEL_CREATED_BY
+from jupyterhub_ext.engine.labels import (
+    LABEL_CREATED_BY,
+    LABEL_NODE_HOSTNAME,
+    LABEL_NODE_ID,
+    NODE_HOSTNAME_TEMPLATE,
+    NODE_ID_TEMPLATE,
+)
 from jupyterhub_ext.engine.nodejob import NodeEngine
 from jupyterhub_ext.spawner import hooks, hostconfig
 from jupyterhub_ext.spawner.lifecycle import ExtDockerSpawner
@@ -50,6 +58,8 @@ from jupyterhub_ext.swarm import servicespec as S
 # hand the server every GPU of its node
 _GPU_ENV_DROPPED = ("NVIDIA_VISIBLE_DEVICES",)
 POLL_SECONDS = 0.25
+# nodes asked at once for a user's volumes when no node is recorded
+NODE_LOOKUP_CONCURRENCY = 4
 # the node of a user's data survives a rename (which clears spawner state)
 hooks.persistent_state.add("swarm_node")
 
@@ -85,6 +95,8 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         hostname). The Docker calls the hub makes on a node run as one-off
         jobs there that use its socket (:mod:`jupyterhub_ext.engine.nodejob`):
         the ownership check of a pinned server's volumes before each start,
+        the look-up of a user's volumes on every node when no node is
+        recorded (a first start, a restored hub database),
         owner/group/mode of volumes the node creates, reset, rename, move,
         and the usage scan's volume sizes. The ``docker-sock`` group grant
         mounts it too.""",
@@ -308,14 +320,70 @@ class ExtSwarmSpawner(ExtDockerSpawner):
             "could reach it. " + ownership.ADMIN_HINT.format(name=name)
         )
 
+    async def find_data_node(self) -> None:
+        """No node recorded (a first start, or state lost: the hub's database
+        restored, state cleared): look for this user's volumes on every node.
+
+        Found on one node: the start is pinned there, so Swarm cannot place
+        the server beside a fresh, empty home. On more than one: refused,
+        naming them (an administrator decides which is the user's). One job
+        per usable node, ``NODE_LOOKUP_CONCURRENCY`` at a time; nodes down or
+        drained cannot run one and are named in the log.
+        """
+        if self.node_id or not self.pinned():
+            return
+        t0 = time.monotonic()
+        names = self.volume_names()
+        wanted = {names[s.key]: s.scope for s in self.volume_specs if s.plain_local and s.per_user}
+        nodes = await self.docker("nodes")
+        usable = [n for n in nodes if not S.node_problem(n)]
+        limit = asyncio.Semaphore(NODE_LOOKUP_CONCURRENCY)
+
+        async def mine_on(node: Mapping[str, Any]) -> list[str]:
+            async with limit:
+                engine = self.node_engine(node["ID"])
+                listing = await calls.call(engine, "volumes", filters={"name": list(wanted)})
+            vols = (listing or {}).get("Volumes") or []
+            return [
+                v["Name"]
+                for v in vols
+                if v.get("Name") in wanted
+                and not self.volume_refusal(v["Name"], v.get("Labels"), wanted[v["Name"]])
+            ]
+
+        found = await asyncio.gather(*(mine_on(n) for n in usable))
+        holders = {S.node_name(n): n["ID"] for n, vols in zip(usable, found, strict=True) if vols}
+        unasked = [S.node_problem(n) for n in nodes if S.node_problem(n)]
+        self.log.info(
+            "Looked for the volumes of %s on %d node(s) in %.2fs: %s%s",
+            self._log_name,
+            len(usable),
+            time.monotonic() - t0,
+            ", ".join(sorted(holders)) or "none found",
+            f" (not asked: {'; '.join(unasked)})" if unasked else "",
+        )
+        if len(holders) > 1:
+            self._refuse_start(
+                "Cannot start: volumes of yours exist on more than one node of the "
+                f"cluster ({', '.join(sorted(holders))}), and the hub has no record of "
+                "which holds your files, so it will not pick one. Ask an administrator "
+                "to remove the copies that are not yours to keep.",
+                "node-ambiguous",
+            )
+        if holders:
+            self.node_id = next(iter(holders.values()))
+
     def _refuse_node(self, problem: str) -> None:
-        message = (
+        self._refuse_start(
             f"Cannot start: your files are on one node of the cluster, and {problem}. "
             "Starting elsewhere would give you an empty home. Try again when the node "
-            "is back, or ask an administrator to move your volumes to another node."
+            "is back, or ask an administrator to move your volumes to another node.",
+            "node-unavailable",
         )
+
+    def _refuse_start(self, message: str, reason: str) -> None:
         audit(self._requester(), "spawn", self._log_name, "refused", reason=message)
-        raise SpawnRefused(message, reason="node-unavailable", status_code=503)
+        raise SpawnRefused(message, reason=reason, status_code=503)
 
     # -- what the node does instead of the hub -----------------------------------
 
@@ -349,6 +417,10 @@ class ExtSwarmSpawner(ExtDockerSpawner):
             opts, _secrets = await self._resolved_opts(spec)
             # this start's token: settle_volumes tells the volumes the node made now
             labels = {**self.labels_for(spec), LABEL_CREATED_BY: self._start_token}
+            if spec.plain_local:
+                # Swarm's templates: the node's agent writes its own ID and name
+                labels[LABEL_NODE_ID] = NODE_ID_TEMPLATE
+                labels[LABEL_NODE_HOSTNAME] = NODE_HOSTNAME_TEMPLATE
             out[names[spec.key]] = S.volume_options(labels, spec.driver, opts)
         return out
 
@@ -395,7 +467,12 @@ class ExtSwarmSpawner(ExtDockerSpawner):
         return "host-port" if not (self.swarm_network or self.host_network) else "dnsrr"
 
     async def create_object(self) -> dict:
+        # a start cancelled during the create removes the service it made
+        return await self.create_supervised(self._create_service())
+
+    async def _create_service(self) -> dict:
         kwargs = await self.container_create_kwargs()
+        await self.find_data_node()
         constraints = await self.node_constraints()
         await self.check_node_volumes()
         self._first_start = not self.volume_node()

@@ -35,6 +35,7 @@ PREFIX = "jupyterhub_ext_"
 REFUSAL_REASONS = (
     "invalid-user-name",
     "node-unavailable",
+    "node-ambiguous",
     "swarm-unsupported",
     "volume-conflict",
     "gpu-unavailable",

@@ -12,7 +12,10 @@ negotiated in that pool), each call with a deadline:
 
 - every ``scan_interval`` seconds: for each server the hub's database says is
   running, a one-shot ``docker stats`` (memory, CPU time) and, once per
-  container, an inspect (start time, memory limit, GPU devices);
+  container, an inspect (start time, memory limit, GPU devices). On Docker
+  Swarm, one call to the manager finds each server's task (node, container);
+  the servers on other nodes are inspected and measured by one job per node
+  per scan, all of that node's servers at once;
 - every ``volume_scan_interval`` seconds: ``docker system df`` (it walks every
   volume, so it is rare), matched to hub users by the volume names their
   spawner renders AND the owner-id label (a volume of another hub on the same
@@ -372,8 +375,17 @@ class Scanner:
         self._own_client = await self._call(build, deadline=timeout + 1)
         return self._own_client
 
-    async def _server_row(self, client: Any, spawner: Any, old: Mapping[str, ServerUsage]) -> Any:
+    async def _server_row(
+        self,
+        client: Any,
+        spawner: Any,
+        old: Mapping[str, ServerUsage],
+        placed: Mapping[str, tuple[str, str]],
+        usage: Mapping[str, Mapping[str, Any]],
+    ) -> Any:
         cid = getattr(spawner, "object_id", None) or getattr(spawner, "container_id", None)
+        if cid in placed:  # a Swarm service: its task's container
+            cid = placed[cid][1]
         user, name = spawner.user.name, spawner.name
         options = spawner.user_options or {}
         row = ServerUsage(
@@ -388,10 +400,14 @@ class Scanner:
         if not cid:
             return row
         try:
-            info = self._inspect_cache.get(cid)
-            if info is None:
-                info = self._inspect_cache[cid] = await self._call(client.inspect_container, cid)
-            stats = await self._call(client.stats, cid, stream=False, one_shot=True)
+            if cid in usage:  # measured on its Swarm node (_node_usage)
+                info, stats = usage[cid]["inspect"], usage[cid]["stats"]
+            else:
+                info = self._inspect_cache.get(cid)
+                if info is None:
+                    info = await self._call(client.inspect_container, cid)
+                    self._inspect_cache[cid] = info
+                stats = await self._call(client.stats, cid, stream=False, one_shot=True)
         except Exception as e:  # keep the last numbers; the row says they are stale
             log.debug("stats of %s/%s failed: %s", user, name, e)
             prev = old.get(f"{user}/{name}")
@@ -423,8 +439,13 @@ class Scanner:
             except Exception as e:
                 log.debug("docker info failed: %s", e)
         old = {f"{s.user}/{s.server}": s for s in snap.servers}
-        rows = await asyncio.gather(*(self._server_row(client, sp, old) for sp in spawners))
+        placed = await self._swarm_placement(client, spawners)
+        usage = await self._node_usage(client, placed, spawners)
+        rows = await asyncio.gather(
+            *(self._server_row(client, sp, old, placed, usage) for sp in spawners)
+        )
         live = {getattr(sp, "object_id", None) for sp in spawners}
+        live |= {cid for _node, cid in placed.values()}
         for cid in list(self._inspect_cache):
             if cid not in live:
                 self._inspect_cache.pop(cid, None)
@@ -437,6 +458,73 @@ class Scanner:
         snap.version += 1
         snap.scan_seconds = round(time.perf_counter() - t0, 3)
         self.scans += 1
+
+    async def _swarm_placement(
+        self, client: Any, spawners: list[Any]
+    ) -> dict[str, tuple[str, str]]:
+        """Service ID -> (node ID, container ID) of each running Swarm server's task
+        (one call to the manager per scan; none without Swarm servers)."""
+        services = {
+            sp.object_id
+            for sp in spawners
+            if getattr(sp, "object_type", "") == "service" and getattr(sp, "object_id", "")
+        }
+        if not services:
+            return {}
+        try:
+            tasks = await self._call(client.tasks, filters={"desired-state": "running"})
+        except Exception as e:  # the rows say their numbers are stale
+            log.debug("tasks of the Swarm servers: %s", e)
+            return {}
+        out = {}
+        for t in tasks or []:
+            status = t.get("Status") or {}
+            cid = (status.get("ContainerStatus") or {}).get("ContainerID")
+            if t.get("ServiceID") in services and cid and status.get("State") == "running":
+                out[t["ServiceID"]] = (t.get("NodeID") or "", cid)
+        return out
+
+    async def _node_usage(
+        self, client: Any, placed: Mapping[str, tuple[str, str]], spawners: list[Any]
+    ) -> dict[str, Mapping[str, Any]]:
+        """Container ID -> inspect and one-shot stats of the Swarm servers on nodes
+        other than the hub engine's: one job per such node per scan (all its
+        servers at once, :meth:`NodeEngine.container_usage`), in the scan's own
+        bounded pool. A node that does not answer leaves its rows stale."""
+        if not placed:
+            return {}
+        own = await self._own_node_id(client)
+        by_node: dict[str, list[str]] = {}
+        for node, cid in placed.values():
+            if node and node != own:
+                by_node.setdefault(node, []).append(cid)
+        if not by_node:
+            return {}
+        swarm = next(sp for sp in spawners if getattr(sp, "object_type", "") == "service")
+        budget = 6 * self.cfg.call_timeout
+
+        async def measure(node: str, ids: list[str]) -> dict[str, Any]:
+            engine = swarm.node_engine(node, client)
+            try:
+                return await self._call(
+                    engine.container_usage, ids, timeout=budget, deadline=budget + 5
+                )
+            except Exception as e:
+                log.warning("server usage on node %s: %s (rows stale)", node[:12], e)
+                return {}
+
+        found = await asyncio.gather(*(measure(n, ids) for n, ids in sorted(by_node.items())))
+        self.node_usage_scans += len(by_node)
+        return {cid: u for part in found for cid, u in part.items()}
+
+    node_usage_scans = 0
+
+    async def _own_node_id(self, client: Any) -> str:
+        """The Swarm node ID of the hub's engine ("" when it is not in a swarm)."""
+        if self._own_node is None:
+            info = await self._call(client.info)
+            self._own_node = ((info or {}).get("Swarm") or {}).get("NodeID") or ""
+        return self._own_node
 
     async def _expected_volumes(self) -> tuple[list[tuple[str, int, str, str]], dict[str, str]]:
         """(user, id, key, name) for every hub user's per-user volumes; shared key -> name.
@@ -491,10 +579,8 @@ class Scanner:
         """
         if not self._volume_nodes:
             return {}
-        if self._own_node is None:
-            info = await self._call(client.info)
-            self._own_node = ((info or {}).get("Swarm") or {}).get("NodeID") or ""
-        where = {n: node for n, node in self._volume_nodes.items() if node != self._own_node}
+        own = await self._own_node_id(client)
+        where = {n: node for n, node in self._volume_nodes.items() if node != own}
         budget = 6 * self.cfg.call_timeout
 
         async def measure(node: str) -> dict[str, tuple[int, Mapping[str, str]]]:
