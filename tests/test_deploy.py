@@ -26,6 +26,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -463,8 +464,13 @@ def node_image(docker_client, images) -> str:
 
 
 @pytest.fixture(scope="session")
-def hub_image(docker_client, hub_wheels, node_image, tmp_path_factory) -> str:
-    """deploy/Dockerfile built FROM the local Debian base, with no network at all."""
+def hub_image(docker_client, hub_wheels, node_image, tmp_path_factory) -> Iterator[str]:
+    """deploy/Dockerfile built FROM the local Debian base, with no network at all.
+
+    The engine is shared: other checkouts' runs use their own hub-test tags
+    (the wheel's file times differ per checkout), so this run removes only the
+    image it built itself, at its end; a tag it found is another run's.
+    """
     base = _load_build_image().ensure_base(docker_client)
     ctx = tmp_path_factory.mktemp("hub-image")
     for name in ("Dockerfile", "jupyterhub_config.py", ".dockerignore"):
@@ -474,24 +480,24 @@ def hub_image(docker_client, hub_wheels, node_image, tmp_path_factory) -> str:
     tag = f"jupyterhub-ext/hub-test:{_digest(base, node_image, *inputs)}"
     try:
         docker_client.images.get(tag)
-        return tag
+        found = True
     except docker.errors.ImageNotFound:
-        pass
+        found = False
+    if found:
+        yield tag
+        return
     _build(
         docker_client,
         ctx,
         tag,
         {"BASE": base, "NODE_IMAGE": node_image, "PIP_ARGS": "--no-index"},
     )
-    # keep one cached hub test image, not one per code change
-    for img in docker_client.images.list("jupyterhub-ext/hub-test"):
-        for old in img.tags:
-            if old != tag:
-                try:
-                    docker_client.images.remove(old)
-                except docker.errors.APIError:
-                    pass
-    return tag
+    yield tag
+    try:
+        # not forced: an image a container still uses stays
+        docker_client.images.remove(tag)
+    except docker.errors.APIError:
+        pass
 
 
 def _socket_path() -> str:

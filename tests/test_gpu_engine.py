@@ -122,6 +122,25 @@ def nvidia_engine(docker_engine):
         engine.stop()
 
 
+@pytest.fixture(autouse=True)
+def engine_without_leftovers(request):
+    """Each test starts on a private engine with no container on it, and leaves none.
+
+    The hubs here keep failed servers (remove = False) and make_hub's clean-up
+    works on the shared engine only, so a container an earlier test left on
+    the private engine would otherwise stay until the module ends.
+    """
+    if "nvidia_engine" not in request.fixturenames:
+        yield
+        return
+    _, client = request.getfixturevalue("nvidia_engine")
+    left = [c["Names"] for c in client.containers(all=True)]
+    assert not left, f"containers of an earlier test on the private engine: {left}"
+    yield
+    for c in client.containers(all=True):  # after make_hub stopped this test's hubs
+        client.remove_container(c["Id"], force=True)
+
+
 def progress_failure(hub, name: str, timeout: float = 60) -> str:
     """The failure message the spawn page shows (the progress event stream)."""
     deadline = time.monotonic() + timeout
