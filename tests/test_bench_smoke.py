@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from hubctl import ROOT
 
 
@@ -24,12 +26,18 @@ def test_benchmark_runs_and_checks_hold():
     assert "TOO MUCH" not in out.stdout and "SLOW" not in out.stdout
 
 
-def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image):
+def test_whole_suite_runs_in_quick_mode(docker_engine, lab_image, request):
     """`bench/run.py --quick` (small N, one repetition) runs every benchmark end to end.
 
     The figures are not judged here (this machine is busy during tests); only
     that every benchmark ran and printed its verdict lines.
     """
+    # the session's Swarm bed, so the bench reuses it instead of bringing up and
+    # tearing down a bed of its own before the Swarm tests bring it up again
+    try:
+        request.getfixturevalue("swarm_bed")
+    except pytest.skip.Exception:
+        pass  # the bench then says why the bed could not be had (asserted below)
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"],
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
