@@ -1005,6 +1005,9 @@ def test_swarm_stack_hub_spawns_servers_on_the_overlay(swarm_bed, hub_image, lab
             c.Authenticator.allow_all = True
             c.Authenticator.admin_users = {{"stackadmin"}}
             c.ExtSwarmSpawner.prefix = "{tag}"
+            # the hub's jobs on a node (volume checks at start) mount that node's
+            # socket; the bed's engines keep theirs elsewhere (three on one machine)
+            c.ExtSwarmSpawner.swarm_node_socket = "/run/jhx-swarm/{{node}}/docker.sock"
             c.ExtSwarmSpawner.volume_set = {{
                 "home": {{"name": "{tag}-{{username}}-home", "mount": "/home/jovyan"}},
             }}
