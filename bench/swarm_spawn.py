@@ -35,6 +35,7 @@ import docker
 from common import TABLE_HEAD, Comparison, Figure
 
 from hubctl import Hub, HubError, build_images, cleanup_prefix, docker_host
+from jupyterhub_ext.engine.labels import LABEL_HELPER
 from swarmbed import BedUnavailable, SwarmBed, open_bed
 
 TARGET = 1.3
@@ -112,10 +113,17 @@ class Timer:
         deadline = time.monotonic() + timeout
         for node in self.bed.nodes:
             with docker.APIClient(base_url=node.host, version="auto") as api:
-                while api.containers(all=True, filters={"name": self.hub.prefix}):
+                while self.servers_on(api):
                     if time.monotonic() > deadline:
                         raise HubError(f"containers of {self.hub.prefix} still on {node.name}")
                     time.sleep(0.1)
+
+    def servers_on(self, api: docker.APIClient) -> list[dict]:
+        """This hub's server containers on one node. The exited task containers of
+        the hub's node-call jobs (volume checks at start) also carry the hub's
+        prefix and stay until a later job reaps them: they are not servers."""
+        found = api.containers(all=True, filters={"name": self.hub.prefix})
+        return [c for c in found if LABEL_HELPER not in (c.get("Labels") or {})]
 
 
 def loadavg() -> str:
