@@ -94,6 +94,9 @@ c.ExtDockerSpawner.ready_poll_interval = 0.1
 # (node-generic-resources):
 # c.ExtSwarmSpawner.swarm_gpu_resource = "NVIDIA-GPU"
 # c.ExtSwarmSpawner.gpu_count = 1  # a number: "all" stops the hub on Swarm
+# GPU profiles work on Swarm ("gpus": N is reserved on one node); the scheduler is
+# the allocator, so gpu_devices, gpu_sharing and admission_memory_reserve (below)
+# stop a Swarm hub at start.
 # Services cannot be privileged: a docker-privileged group stops the hub.
 # c.ExtSwarmSpawner.docker_privileged_group = ""
 

@@ -64,20 +64,22 @@ def get_file(hub, user: str, token: str, path: str) -> str:
     return r.json()["content"]
 
 
-def refused_start(hub, user: str) -> None:
+def refused_start(hub, user: str, options: dict | None = None) -> None:
     """POST a start that must fail (at once, or as soon as the spawn ends)."""
-    r = hub.api("POST", f"/users/{user}/server")
+    r = hub.api("POST", f"/users/{user}/server", json=options or {})
     if r.status_code in (201, 202):
         with pytest.raises(HubError):
             hub.wait_ready(user, timeout=60)
     assert hub.server(user) is None
 
 
-def refused_at_once(hub, manager, user: str, message: str, within: float) -> str:
+def refused_at_once(
+    hub, manager, user: str, message: str, within: float, options: dict | None = None
+) -> str:
     """A start refused within ``within`` seconds, ``message`` in the hub's log, and
     no server nor service left behind; returns the log."""
     t0 = time.monotonic()
-    refused_start(hub, user)
+    refused_start(hub, user, options)
     assert time.monotonic() - t0 < within
     log = hub.log_text()
     assert message in log, log[-3000:]
@@ -197,6 +199,76 @@ c.JupyterHub.load_groups = {"gpu": {"users": ["g1", "g2", "g3"]}}
 
     # a third GPU server: refused at once with the message, no task left pending
     refused_at_once(hub, manager, "g3", "No node of the cluster has 1 free GPU(s) now", within=45)
+
+
+def running_container(manager, bed, service: str) -> tuple[str, dict]:
+    """(node name, docker inspect of the container) of a service's running task."""
+    task = next(
+        t for t in manager.tasks(filters={"service": service}) if t["Status"]["State"] == "running"
+    )
+    node = bed.by_id(task["NodeID"])
+    with docker.APIClient(base_url=node.host, version="auto") as api:
+        return node.name, api.inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+
+
+def swarm_gpus(attrs: dict) -> list[str]:
+    """The GPU IDs Swarm handed a container (its DOCKER_RESOURCE_ variable)."""
+    for e in attrs["Config"]["Env"]:
+        if e.startswith("DOCKER_RESOURCE_NVIDIA-GPU="):
+            return sorted(e.split("=", 1)[1].split(","))
+    return []
+
+
+def test_gpu_profiles_reserve_gpus_from_the_swarm_scheduler(make_hub, swarm_bed, manager):
+    """Profiles with GPUs on Swarm: a profile's ``gpus`` is the number reserved;
+    the scheduler hands out distinct free GPUs; none free -> refused at once."""
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            """
+c.ExtSwarmSpawner.gpu_mode = "auto"
+c.JupyterHub.load_groups = {"gpu": {"users": ["gina", "gus"]}}
+c.ExtSwarmSpawner.profiles = [
+    {"slug": "cpu", "display_name": "CPU only", "default": True},
+    {"slug": "two-gpus", "display_name": "2 GPUs", "gpus": 2, "groups": ["gpu"]},
+    {"slug": "one-gpu", "display_name": "1 GPU", "gpus": 1, "groups": ["gpu"]},
+]
+""",
+        )
+    )
+    for u in ("gina", "gus", "carl"):
+        hub.create_user(u)
+    # attacker: a user outside the group asks for the GPU profile
+    r = hub.api("POST", "/users/carl/server", json={"profile": "two-gpus"})
+    assert r.status_code == 403, r.text
+    assert hub.server("carl") is None
+
+    hub.spawn("gina", options={"profile": "two-gpus"})
+    where, attrs = running_container(manager, swarm_bed, service_name(hub, "gina"))
+    assert where == "node2" and swarm_gpus(attrs) == ["GPU-fake0", "GPU-fake1"]
+    assert attrs["Config"]["Labels"]["jupyterhub-ext.profile"] == "two-gpus"
+    # both GPUs are hers: a one-GPU server is refused at once, nothing left pending
+    refused_at_once(
+        hub,
+        manager,
+        "gus",
+        "No node of the cluster has 1 free GPU(s) now",
+        within=45,
+        options={"profile": "one-gpu"},
+    )
+    # the CPU profile (the default) runs without any GPU
+    hub.spawn("carl")
+    _, attrs = running_container(manager, swarm_bed, service_name(hub, "carl"))
+    assert swarm_gpus(attrs) == []
+    assert "NVIDIA_VISIBLE_DEVICES=void" in attrs["Config"]["Env"]
+    assert attrs["Config"]["Labels"]["jupyterhub-ext.profile"] == "cpu"
+
+    # once gina stops, gus gets one GPU of the two
+    hub.stop_server("gina")
+    hub.spawn("gus", options={"profile": "one-gpu"})
+    where, attrs = running_container(manager, swarm_bed, service_name(hub, "gus"))
+    assert where == "node2" and len(swarm_gpus(attrs)) == 1
+    assert swarm_gpus(attrs)[0] in ("GPU-fake0", "GPU-fake1")
 
 
 def test_a_swarm_hub_with_a_privileged_group_does_not_start(make_hub, swarm_bed):

@@ -186,6 +186,32 @@ def test_a_swarm_hub_with_a_privileged_group_does_not_start():
     assert hubcheck.uses_swarm(Config({"JupyterHub": {"spawner_class": "x.ExtSwarmSpawner"}}))
 
 
+def test_a_swarm_hub_with_our_own_gpu_allocation_does_not_start():
+    from traitlets.config import Config
+
+    from jupyterhub_ext.swarm import hubcheck
+
+    c = Config()
+    c.JupyterHub.spawner_class = "ext-swarm"
+    # profiles with a number of GPUs are what Swarm reserves: fine
+    c.ExtSwarmSpawner.profiles = [{"slug": "cpu"}, {"slug": "two", "gpus": 2}]
+    hubcheck.check_at_hub_start(c)
+    c.ExtSwarmSpawner.profiles = [{"slug": "cpu"}, {"slug": "every", "gpus": "all"}]
+    c.ExtSwarmSpawner.gpu_devices = ["GPU-0", "GPU-1"]
+    c.ExtDockerSpawner.gpu_sharing = 2
+    c.ExtSwarmSpawner.admission_memory_reserve = "2G"
+    with pytest.raises(S.SwarmSpecError) as e:
+        hubcheck.check_at_hub_start(c)
+    text = str(e.value)
+    assert "profile 'every': gpus = \"all\"" in text
+    assert "gpu_devices:" in text and "generic resources" in text
+    assert "gpu_sharing = 2" in text
+    assert "admission_memory_reserve = '2G'" in text
+    assert "'cpu'" not in text
+    c.JupyterHub.spawner_class = "ext-docker"
+    hubcheck.check_at_hub_start(c)
+
+
 def test_swarm_volume_options_resolve_secrets_and_carry_owner_labels(monkeypatch):
     import asyncio
     from datetime import datetime

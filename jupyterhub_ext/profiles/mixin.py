@@ -72,7 +72,8 @@ class ProfilesMixin(HasTraits):
           ``mem_guarantee`` becomes the container's memory reservation and is what
           the admission check counts.
         - ``gpus``: ``0`` (default), a number of whole GPUs, or ``"all"``. With
-          ``gpu_devices`` each GPU server gets free devices of its own.
+          ``gpu_devices`` each GPU server gets free devices of its own. On
+          Swarm a number of GPUs the scheduler reserves on one node.
         - ``environment``: extra environment variables.
         - ``groups``: hub groups whose members may choose it (empty: everyone).
         - ``default: True``: preselected, and what a start without a choice gets
@@ -93,6 +94,8 @@ class ProfilesMixin(HasTraits):
         read from the labels of the running containers (so a hub restart keeps
         the allocation). Empty (default): the devices the engine lists as CDI
         devices (Docker 28.2+), else no allocation (``gpu_count`` as before).
+        One host only: on Swarm the scheduler allocates GPUs, and a Swarm hub
+        with this set does not start.
         """,
     ).tag(config=True)
 
@@ -103,6 +106,7 @@ class ProfilesMixin(HasTraits):
         How many servers may share one GPU of ``gpu_devices``. 1 (default):
         each GPU server gets GPUs of its own and a spawn with none free is
         refused at once; N: up to N servers per GPU, least-loaded first.
+        One host only (a Swarm hub with N > 1 does not start).
         """,
     ).tag(config=True)
 
@@ -115,6 +119,8 @@ class ProfilesMixin(HasTraits):
         When set, a spawn is refused, with the numbers, if the
         ``mem_guarantee`` of the running servers plus the new one would exceed
         the engine's memory less this reserve. ``None`` (default): no check.
+        One engine only: on Swarm the scheduler admits servers by their memory
+        reservation on each node, and a Swarm hub with this set does not start.
         """,
     ).tag(config=True)
 

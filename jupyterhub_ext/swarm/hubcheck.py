@@ -3,7 +3,10 @@
 A Swarm service silently drops ``privileged``, devices and device requests:
 servers would start without them and nobody would notice. A hub configured
 to grant them (a ``docker-privileged`` group, ``extra_host_config`` keys,
-``gpu_count = "all"``) does not start; the message names each setting.
+``gpu_count = "all"``, our own GPU device allocation: ``gpu_devices``,
+``gpu_sharing``, a profile's ``gpus = "all"``; the one-engine memory admission
+``admission_memory_reserve``) does not start; the message
+names each setting.
 """
 
 from __future__ import annotations
@@ -40,6 +43,29 @@ def problems(c: Any) -> list[str]:
         out += [f"extra_host_config[{k!r}]" for k in DROPPED_HOST_CONFIG if extra.get(k)]
     if str(setting("gpu_count", 1)) == "all":
         out.append('gpu_count = "all": GPUs are reserved by count on Swarm')
+    # Swarm's scheduler hands each GPU server free GPUs of a node (generic
+    # resources): our own device allocation would pick devices of no node
+    if setting("gpu_devices", []):
+        out.append(
+            "gpu_devices: on Swarm the nodes advertise their GPUs as generic "
+            "resources and the scheduler allocates them (docs/features/swarm.md)"
+        )
+    sharing = setting("gpu_sharing", 1)
+    if sharing != 1:
+        out.append(f"gpu_sharing = {sharing!r}: a Swarm generic resource goes to one server")
+    reserve = setting("admission_memory_reserve", None)
+    if reserve is not None:
+        out.append(
+            f"admission_memory_reserve = {reserve!r}: on Swarm the scheduler admits "
+            "servers by their mem_guarantee (a memory reservation) on each node"
+        )
+    profiles = setting("profiles", [])
+    for p in profiles if isinstance(profiles, list) else []:
+        if isinstance(p, dict) and str(p.get("gpus", 0)) == "all":
+            out.append(
+                f'profile {p.get("slug")!r}: gpus = "all": GPUs are reserved by count on '
+                "Swarm, give a number"
+            )
     return out
 
 
