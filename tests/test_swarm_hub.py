@@ -154,53 +154,6 @@ def test_users_spread_over_nodes_keep_their_data_and_their_node(make_hub, swarm_
     assert get_file(hub, on_worker, tokens[on_worker], "mine.txt") == f"written by {on_worker}"
 
 
-def test_gpus_are_swarm_generic_resources(make_hub, swarm_bed, manager):
-    hub = make_hub(
-        swarm_config(
-            swarm_bed,
-            """
-c.ExtSwarmSpawner.gpu_mode = "auto"
-c.ExtSwarmSpawner.gpu_groups = ["gpu"]
-c.JupyterHub.load_groups = {"gpu": {"users": ["g1", "g2", "g3"]}}
-""",
-        )
-    )
-    for u in ("g1", "g2", "g3", "cpu"):
-        hub.create_user(u)
-    hub.spawn_many(["g1", "g2", "cpu"])
-    gpu_node = swarm_bed.node("node2")
-    got = {}
-    for u in ("g1", "g2"):
-        service = service_name(hub, u)
-        assert task_node(manager, service) == gpu_node.node_id
-        task = next(
-            t
-            for t in manager.tasks(filters={"service": service})
-            if t["Status"]["State"] == "running"
-        )
-        cid = task["Status"]["ContainerStatus"]["ContainerID"]
-        with docker.APIClient(base_url=gpu_node.host, version="auto") as api:
-            env = api.inspect_container(cid)["Config"]["Env"]
-        got[u] = [e.split("=", 1)[1] for e in env if e.startswith("DOCKER_RESOURCE_NVIDIA-GPU=")]
-        assert not any(e.startswith("NVIDIA_VISIBLE_DEVICES=all") for e in env)
-    assert sorted(got["g1"] + got["g2"]) == ["GPU-fake0", "GPU-fake1"], got
-    # the CPU-only server runs (anywhere), GPUs hidden even from a CUDA image's default
-    assert hub.server("cpu")["ready"]
-    cpu_task = next(
-        t
-        for t in manager.tasks(filters={"service": service_name(hub, "cpu")})
-        if t["Status"]["State"] == "running"
-    )
-    cpu_node = swarm_bed.by_id(cpu_task["NodeID"])
-    with docker.APIClient(base_url=cpu_node.host, version="auto") as api:
-        env = api.inspect_container(cpu_task["Status"]["ContainerStatus"]["ContainerID"])
-    assert "NVIDIA_VISIBLE_DEVICES=void" in env["Config"]["Env"]
-    assert not any(e.startswith("DOCKER_RESOURCE_") for e in env["Config"]["Env"])
-
-    # a third GPU server: refused at once with the message, no task left pending
-    refused_at_once(hub, manager, "g3", "No node of the cluster has 1 free GPU(s) now", within=45)
-
-
 def running_container(manager, bed, service: str) -> tuple[str, dict]:
     """(node name, docker inspect of the container) of a service's running task."""
     task = next(
@@ -217,6 +170,37 @@ def swarm_gpus(attrs: dict) -> list[str]:
         if e.startswith("DOCKER_RESOURCE_NVIDIA-GPU="):
             return sorted(e.split("=", 1)[1].split(","))
     return []
+
+
+def test_gpus_are_swarm_generic_resources(make_hub, swarm_bed, manager):
+    hub = make_hub(
+        swarm_config(
+            swarm_bed,
+            """
+c.ExtSwarmSpawner.gpu_mode = "auto"
+c.ExtSwarmSpawner.gpu_groups = ["gpu"]
+c.JupyterHub.load_groups = {"gpu": {"users": ["g1", "g2", "g3"]}}
+""",
+        )
+    )
+    for u in ("g1", "g2", "g3", "cpu"):
+        hub.create_user(u)
+    hub.spawn_many(["g1", "g2", "cpu"])
+    got = {}
+    for u in ("g1", "g2"):
+        where, attrs = running_container(manager, swarm_bed, service_name(hub, u))
+        assert where == "node2"
+        got[u] = swarm_gpus(attrs)
+        assert not any(e.startswith("NVIDIA_VISIBLE_DEVICES=all") for e in attrs["Config"]["Env"])
+    assert sorted(got["g1"] + got["g2"]) == ["GPU-fake0", "GPU-fake1"], got
+    # the CPU-only server runs (anywhere), GPUs hidden even from a CUDA image's default
+    assert hub.server("cpu")["ready"]
+    _, env = running_container(manager, swarm_bed, service_name(hub, "cpu"))
+    assert "NVIDIA_VISIBLE_DEVICES=void" in env["Config"]["Env"]
+    assert not any(e.startswith("DOCKER_RESOURCE_") for e in env["Config"]["Env"])
+
+    # a third GPU server: refused at once with the message, no task left pending
+    refused_at_once(hub, manager, "g3", "No node of the cluster has 1 free GPU(s) now", within=45)
 
 
 def test_gpu_profiles_reserve_gpus_from_the_swarm_scheduler(make_hub, swarm_bed, manager):

@@ -48,7 +48,7 @@ def problems(c: Any) -> list[str]:
     if setting("gpu_devices", []):
         out.append(
             "gpu_devices: on Swarm the nodes advertise their GPUs as generic "
-            "resources and the scheduler allocates them (docs/features/swarm.md)"
+            "resources and the scheduler allocates them (docs/deployment/swarm.md)"
         )
     sharing = setting("gpu_sharing", 1)
     if sharing != 1:
